@@ -53,7 +53,9 @@ def run(quick: bool) -> list[Result]:
     view = rules.program("todos", "view")
     update = rules.program("todos", "update")
     ref_view = rules.program("goals", "view")
-    assert view is not None and update is not None and ref_view is not None
+    assert view is not None
+    assert update is not None
+    assert ref_view is not None
     repeat = 2 if quick else 5
 
     def plain() -> int:
@@ -61,9 +63,7 @@ def run(quick: bool) -> list[Result]:
 
     def compiled_view() -> int:
         return sum(
-            1
-            for row in rows
-            if view.passes(RuleContext("todos", _no_refs, data=row, auth=_USER))
+            1 for row in rows if view.passes(RuleContext("todos", _no_refs, data=row, auth=_USER))
         )
 
     def compiled_update() -> int:
@@ -71,15 +71,11 @@ def run(quick: bool) -> list[Result]:
         return sum(
             1
             for row in rows
-            if update.passes(
-                RuleContext("todos", _no_refs, data=row, auth=_USER, request=request)
-            )
+            if update.passes(RuleContext("todos", _no_refs, data=row, auth=_USER, request=request))
         )
 
     def compiled_ref() -> int:
-        return sum(
-            1 for row in rows if ref_view.passes(RuleContext("goals", _no_refs, data=row))
-        )
+        return sum(1 for row in rows if ref_view.passes(RuleContext("goals", _no_refs, data=row)))
 
     assert plain() == compiled_view()
     per_row = len(rows)

@@ -41,7 +41,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -509,7 +511,7 @@ class RuleSet:
             raise _validation_failed(
                 doc, [_RuleError("the rules must be plain JSON (objects, strings, booleans)", [])]
             ) from None
-        return _rule_set_for(key)
+        return _CACHE.get(key, doc)
 
     def __repr__(self) -> str:
         return f"RuleSet({sorted(self.document)!r})"
@@ -760,9 +762,31 @@ def _validation_failed(document: Any, problems: list[_RuleError]) -> ServerError
     )
 
 
-@functools.lru_cache(maxsize=64)
-def _rule_set_for(canonical_json: str) -> RuleSet:
-    return RuleSet(json.loads(canonical_json))
+class _RuleSetCache:
+    """Compiled rule sets by canonical JSON, so equal documents compile once."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, RuleSet] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str, document: Mapping[str, Any]) -> RuleSet:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                return found
+        # A private copy, in the order given, so later changes to the caller's dict do
+        # not leak in and errors list the rules in the order they were written.
+        rule_set = RuleSet(json.loads(json.dumps(document)))
+        with self._lock:
+            self._entries[key] = rule_set
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return rule_set
+
+
+_CACHE = _RuleSetCache(64)
 
 
 _EMPTY = RuleSet({})
