@@ -232,13 +232,13 @@ class _Evaluator:
                 if value is _UNDEFINED:
                     continue
                 result[entry.key] = value
-                result.where[entry.key] = (entry.value.line, entry.value.column)
+                result.where[entry.key] = _position_of(entry.value)
             return result
         if isinstance(node, ArrayLiteral):
             items = _List((node.line, node.column))
             for item in node.items:
                 items.append(self.defined(item))
-                items.where.append((item.line, item.column))
+                items.where.append(_position_of(item))
             return items
         if isinstance(node, Name):
             if node.name not in self.names:

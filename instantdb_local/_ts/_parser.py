@@ -370,6 +370,8 @@ class _Parser:
                 raise self.fail("functions are not supported: the file is read, not run", token)
             value = self.expression()
             self.expect_punct(")", "to close '('")
+            if self.peek().is_punct("=>"):
+                raise self.fail("functions are not supported: the file is read, not run", token)
             return value
         if token.is_punct("-") and self.peek(1).kind == "number":
             self.take()
