@@ -374,7 +374,7 @@ def _dotted(path: Sequence[Any]) -> str:
 
 def _expect_mapping(value: Any, path: Sequence[Any], what: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise _Problem(f"{_dotted(path)} must be {what}", path)
+        raise _Problem(f"{_dotted(path) or 'the schema'} must be {what}", path)
     return value
 
 
