@@ -344,8 +344,11 @@ def parse_rule(text: str, path: Sequence[Any]) -> Node:
 
 
 def _compile(tree: Node, action: str, path: Sequence[Any]) -> Expression:
+    declarations = _DECLARATIONS.get(action)
+    if declarations is None:
+        raise ValueError(f"action must be one of {', '.join(_DECLARATIONS)}, not {action!r}")
     try:
-        return Expression.compile(tree, _DECLARATIONS[action])
+        return Expression.compile(tree, declarations)
     except CelCompileError as exc:
         issues: list[CelCompileError] = getattr(exc, "issues", [exc])
         raise _RuleErrors([_RuleError(issue.message, path) for issue in issues]) from None
@@ -663,7 +666,10 @@ class RuleSet:
                 )
         try:
             binds = self._binds_for(etype)
-            binds.check_cycles()
+            if entry.get("bind") is not None or etype == "$default":
+                # Checked where binds are written; a cycle in $default.bind is reported
+                # once, on $default, not on every etype that inherits it.
+                binds.check_cycles()
         except _RuleError as exc:
             yield _RuleError(exc.message, exc.path or [etype, "bind"])
             return
@@ -688,7 +694,7 @@ class RuleSet:
         try:
             self._expression(etype, action, path, rule)
         except _RuleError as exc:
-            yield exc
+            yield _RuleError(exc.message, exc.path or list(path))
         except _RuleErrors as exc:
             yield from exc.problems
 

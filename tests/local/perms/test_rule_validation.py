@@ -456,3 +456,27 @@ def test_program_rejects_unknown_actions() -> None:
         rules.program("goals", "link")
     with pytest.raises(ValueError, match="link or unlink"):
         rules.link_program("goals", "view", "todos")
+
+
+def test_a_cycle_in_default_binds_is_reported_on_default_and_where_used() -> None:
+    error = _refused(
+        {"$default": {"bind": ["a", "b", "b", "a"]}, "goals": {"allow": {"view": "a"}}}
+    )
+    assert error.hint is not None
+    assert error.hint["errors"] == [
+        {"message": "bind has a cycle: a -> b -> a", "in": ["$default", "bind"]},
+        {"message": "bind has a cycle: a -> b -> a", "in": ["goals", "allow", "view"]},
+    ]
+
+
+def test_a_cycle_across_default_and_etype_binds() -> None:
+    error = _refused({"$default": {"bind": ["a", "b"]}, "goals": {"bind": ["b", "a"]}})
+    assert error.hint is not None
+    assert error.hint["errors"] == [
+        {"message": "bind has a cycle: a -> b -> a", "in": ["goals", "bind"]}
+    ]
+
+
+def test_a_program_for_an_unknown_action_is_a_programming_error() -> None:
+    with pytest.raises(ValueError, match="action must be one of view, delete, create, update"):
+        Program("goals", "read", "true")
