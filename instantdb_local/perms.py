@@ -79,6 +79,7 @@ _USERS_SELF_RULE = (
     "auth.id == data.id || (data.linkedPrimaryUser != null && auth.id == data.linkedPrimaryUser)"
 )
 _TYPO_CAUSE = "You may have a typo"
+_SECRET_USER_FIELD = "refresh_token"
 
 
 # -- what a rule may refer to, by action ----------------------------------------------------
@@ -135,7 +136,8 @@ class RuleContext:
     ref: RefResolver
     data: Mapping[str, Any] = field(default_factory=dict)
     new_data: Mapping[str, Any] | None = None
-    auth: Mapping[str, Any] | None = None
+    # Kept out of the repr: a user record may carry a refresh token.
+    auth: Mapping[str, Any] | None = field(default=None, repr=False)
     rule_params: Mapping[str, Any] = field(default_factory=dict)
     request: Mapping[str, Any] = field(default_factory=dict)  # time, ip, origin, modifiedFields
     linked_data: Mapping[str, Any] | None = None
@@ -253,6 +255,10 @@ class Program:
     def _environment(self, context: RuleContext) -> dict[str, Any]:
         data = context.data
         auth: Mapping[str, Any] = context.auth if context.auth is not None else {}
+        if _SECRET_USER_FIELD in auth:
+            # Rules see the user in db format, which has no token; never let one reach a
+            # rule, whose errors may quote the values they fail on.
+            auth = {key: value for key, value in auth.items() if key != _SECRET_USER_FIELD}
         env: dict[str, Any] = {"data": data, "auth": auth, "ruleParams": context.rule_params}
         if self.action != "view" and self.action != "delete":
             env["newData"] = context.new_data if context.new_data is not None else data

@@ -611,3 +611,15 @@ def test_no_rule_means_allowed() -> None:
     assert rules.program("todos", "view") is None
     assert rules.link_program("todos", "link", "goal") is None
     assert rules.field_programs("goals") == {}
+
+
+def test_a_refresh_token_never_reaches_a_rule_or_a_repr() -> None:
+    token = "6f1f6d1e-0000-4000-8000-000000000abc"
+    user = {**ALICE, "refresh_token": token}
+    program = RuleSet.from_document(
+        {"goals": {"allow": {"view": "auth.refresh_token == null && auth.id != null"}}}
+    ).program("goals", "view")
+    assert program is not None
+    context = RuleContext("goals", GRAPH.ref, auth=user, show_error_details=True)
+    assert program.evaluate(context) is True
+    assert token not in repr(context)
