@@ -103,8 +103,11 @@ def test_syntax_the_files_commonly_use() -> None:
     interface AppSchema extends _AppSchema {}
     const schema: AppSchema = _schema;
     export type { AppSchema };
+    export { schema as appSchema };
+    export type { InstaQLEntity } from "@instantdb/react";
     export type Todo = InstaQLEntity<AppSchema, "bare">;
-    export default schema
+    export interface Extra<T> extends Array<T> { x: T }
+    export default schema!
     """
     assert parse_schema_ts(text) == {
         "attrs": {
