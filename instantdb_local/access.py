@@ -22,9 +22,11 @@ from .errors import permission_denied
 
 
 class ProgramLike(Protocol):
-    etype: str
-    action: str
-    code: str
+    @property
+    def etype(self) -> str: ...
+
+    @property
+    def action(self) -> str: ...
 
     def evaluate(self, context: Any) -> Any: ...
 
@@ -226,9 +228,7 @@ class Check:
 class TransactRules:
     """Runs a transaction's checks; raises on the first failure unless only recording."""
 
-    def __init__(
-        self, rules: RulesLike, viewer: Viewer, *, record_only: bool = False
-    ) -> None:
+    def __init__(self, rules: RulesLike, viewer: Viewer, *, record_only: bool = False) -> None:
         self.rules = rules
         self.viewer = viewer
         self.record_only = record_only

@@ -160,7 +160,9 @@ SYSTEM_ATTRS: tuple[Attr, ...] = (
 # them on `$files` (except `path`) or `$streams`.
 SYSTEM_COLUMNS: dict[str, frozenset[str]] = {
     "$users": frozenset({"email", "type", "imageURL", "linkedPrimaryUser"}),
-    "$files": frozenset({"size", "content-type", "content-disposition", "location-id", "key-version"}),
+    "$files": frozenset(
+        {"size", "content-type", "content-disposition", "location-id", "key-version"}
+    ),
     "$streams": frozenset(
         {"clientId", "done", "size", "abortReason", "machineId", "hashedReconnectToken", "$files"}
     ),

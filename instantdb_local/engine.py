@@ -126,9 +126,7 @@ class AppEngine:
                     attrs_module.insert(conn, attr)
                     updated = attr
                 else:
-                    updated = attrs_module.with_flags(
-                        attr, id=existing.id, system=existing.system
-                    )
+                    updated = attrs_module.with_flags(attr, id=existing.id, system=existing.system)
                     if updated == existing:
                         continue
                     if existing.is_ref != updated.is_ref:
@@ -139,9 +137,7 @@ class AppEngine:
                     attrs_module.update(conn, updated)
                     if existing.checked_type != updated.checked_type:
                         entities.recompute_dates(conn, updated)
-                catalog = Catalog.of(
-                    [a for a in catalog.attrs if a.id != updated.id] + [updated]
-                )
+                catalog = Catalog.of([a for a in catalog.attrs if a.id != updated.id] + [updated])
                 changed = True
                 newly_indexed = updated.indexed and (existing is None or not existing.indexed)
                 if newly_indexed and not updated.is_ref and not updated.is_id:
@@ -233,7 +229,9 @@ class AppEngine:
                 self._rule_set(), self._viewer(actor, {}, debug=False), record_only=False
             )
         with self._store.write() as conn:
-            tx, catalog = self._run(conn, steps, actor, throw_on_missing_attrs, rules, system_writes)
+            tx, catalog = self._run(
+                conn, steps, actor, throw_on_missing_attrs, rules, system_writes
+            )
         self._catalog = catalog
         return tx
 
@@ -386,9 +384,7 @@ class AppEngine:
 
 def _refuse_admin(actor: Actor) -> None:
     if actor.is_admin:
-        raise validation_failed(
-            "non-admin", None, [{"message": "Cannot test perms as admin"}]
-        )
+        raise validation_failed("non-admin", None, [{"message": "Cannot test perms as admin"}])
 
 
 def _checked_apply(conn: Any, txn: Transaction, tx: int, rules: TransactRules) -> None:
@@ -429,7 +425,8 @@ def _checked_apply(conn: Any, txn: Transaction, tx: int, rules: TransactRules) -
         other_etype = change.link.target_etype
         other_label = attr.rev_label if forward else attr.label
         other_id = change.target if forward else change.source
-        assert step_label is not None and other_label is not None
+        assert step_label is not None
+        assert other_label is not None
         programs = rules.link_programs(
             change.action, change.step_etype, step_label, other_etype, other_label
         )
@@ -450,7 +447,9 @@ def _checked_apply(conn: Any, txn: Transaction, tx: int, rules: TransactRules) -
     for key, touch in effects.touches.items():
         etype, eid = key
         if touch.deleted:
-            rules.entity("delete", etype, eid, pre, data=before.get(key, {}), rule_params=params(key))
+            rules.entity(
+                "delete", etype, eid, pre, data=before.get(key, {}), rule_params=params(key)
+            )
             continue
         if key not in before or key not in after:
             continue
@@ -495,14 +494,27 @@ def _checked_apply(conn: Any, txn: Transaction, tx: int, rules: TransactRules) -
         for program, on_step_side in programs:
             if on_step_side:
                 rules.link(
-                    program, change.action, change.step_etype, change.step_eid, post,
-                    data=data, linked_etype=other_etype, linked_data=linked, actions=actions,
+                    program,
+                    change.action,
+                    change.step_etype,
+                    change.step_eid,
+                    post,
+                    data=data,
+                    linked_etype=other_etype,
+                    linked_data=linked,
+                    actions=actions,
                     rule_params=params(step_key),
                 )
             else:
                 rules.link(
-                    program, change.action, other_etype, other_id, post,
-                    data=linked, linked_etype=change.step_etype, linked_data=data,
+                    program,
+                    change.action,
+                    other_etype,
+                    other_id,
+                    post,
+                    data=linked,
+                    linked_etype=change.step_etype,
+                    linked_data=data,
                     actions={"data": actions["linkedData"], "linkedData": actions["data"]},
                     rule_params=params(other_key),
                 )
@@ -565,7 +577,7 @@ def _schema_attrs(schema: Any) -> list[Attr]:
             if label == "id":
                 continue
             if not isinstance(spec, Mapping):
-                raise _schema_error(f"`{etype}.{label}` must be a map like {{\"type\": \"string\"}}.")
+                raise _schema_error(f'`{etype}.{label}` must be a map like {{"type": "string"}}.')
             kind = spec.get("type", "any")
             if kind not in ("string", "number", "boolean", "date", "json", "any"):
                 raise _schema_error(
@@ -593,10 +605,10 @@ def _schema_attrs(schema: Any) -> list[Attr]:
                 f"Link `{name}` needs forward and reverse {{on, label, has}}."
             ) from None
         if has not in ("one", "many") or rev_has not in ("one", "many"):
-            raise _schema_error(f"Link `{name}`: `has` must be \"one\" or \"many\".")
+            raise _schema_error(f'Link `{name}`: `has` must be "one" or "many".')
         for side in (forward, reverse):
             if side.get("onDelete") not in (None, "cascade"):
-                raise _schema_error(f"Link `{name}`: onDelete must be \"cascade\" when given.")
+                raise _schema_error(f'Link `{name}`: onDelete must be "cascade" when given.')
         namespaces += [on, rev_on]
         wanted.append(
             attrs_module.Attr(

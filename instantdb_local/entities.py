@@ -44,9 +44,7 @@ def created_order(conn: sqlite3.Connection, etype: str, ids: Iterable[str]) -> d
 
 def record_attrs(catalog: Catalog, etype: str) -> dict[str, Attr]:
     """Attributes that appear on an entity object: cardinality-one blobs and forward refs."""
-    return {
-        a.id: a for a in catalog.attrs_of(etype) if not a.is_id and a.cardinality == "one"
-    }
+    return {a.id: a for a in catalog.attrs_of(etype) if not a.is_id and a.cardinality == "one"}
 
 
 def fetch_records(
@@ -95,9 +93,7 @@ def linked_pairs(
     return [(row[0], row[1]) for row in rows]
 
 
-def attr_values(
-    conn: sqlite3.Connection, attr: Attr, ids: Sequence[str]
-) -> list[tuple[str, Any]]:
+def attr_values(conn: sqlite3.Connection, attr: Attr, ids: Sequence[str]) -> list[tuple[str, Any]]:
     if not ids:
         return []
     rows = conn.execute(
@@ -267,8 +263,6 @@ def backfill_indexed_nulls(conn: sqlite3.Connection, attr: Attr, tx: int) -> Non
 def recompute_dates(conn: sqlite3.Connection, attr: Attr) -> None:
     """Refresh the date key of an attribute whose checked type changed."""
     if attr.checked_type == "date":
-        conn.execute(
-            "UPDATE triples SET vdate = instant_date_ms(value) WHERE attr = ?", (attr.id,)
-        )
+        conn.execute("UPDATE triples SET vdate = instant_date_ms(value) WHERE attr = ?", (attr.id,))
     else:
         conn.execute("UPDATE triples SET vdate = NULL WHERE attr = ?", (attr.id,))

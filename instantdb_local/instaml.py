@@ -293,7 +293,9 @@ class Transaction:
             if self.catalog.link(etype, label) is not None:
                 return True
             attr = planned.get((etype, label))
-            return attr is not None and attr.is_ref or self._planned_reverse(planned, etype, label)
+            if attr is not None and attr.is_ref:
+                return True
+            return self._planned_reverse(planned, etype, label)
 
         def plan_ref(etype: str, label: str, *, one_to_one: bool) -> None:
             if known_link(etype, label):
@@ -321,9 +323,9 @@ class Transaction:
                 return
             if head == "id":
                 return
-            if self.catalog.forward(etype, head) is None and (etype, head) not in planned:
-                if self.catalog.link(etype, head) is None:
-                    plan(attrs_module.new_attr(etype, head, unique=True, indexed=True))
+            unknown = self.catalog.forward(etype, head) is None and (etype, head) not in planned
+            if unknown and self.catalog.link(etype, head) is None:
+                plan(attrs_module.new_attr(etype, head, unique=True, indexed=True))
 
         for step in self.steps:
             if step.action == "ruleParams":
@@ -350,9 +352,7 @@ class Transaction:
                     link = self.catalog.link(step.etype, label)
                     target_etype = link.target_etype if link is not None else label
                     for target in _link_targets(value):
-                        parsed = parse_link_target(target) if not isinstance(target, str) else (
-                            parse_link_target(target)
-                        )
+                        parsed = parse_link_target(target)
                         if isinstance(parsed, LookupRef):
                             plan_lookup(target_etype, parsed)
 
@@ -377,7 +377,9 @@ class Transaction:
 
     @staticmethod
     def _planned_reverse(planned: Mapping[tuple[str, str], Attr], etype: str, label: str) -> bool:
-        return any(a.is_ref and a.rev_etype == etype and a.rev_label == label for a in planned.values())
+        return any(
+            a.is_ref and a.rev_etype == etype and a.rev_label == label for a in planned.values()
+        )
 
     def _check_reserved(self, etype: str, label: str) -> None:
         if not etype.startswith("$"):
@@ -556,19 +558,19 @@ class Transaction:
     def _check_lookup_rename(self, step: Step) -> None:
         assert isinstance(step.eid, LookupRef)
         label = step.eid.label
-        if step.action in ("update", "merge", "create") and label in step.args:
-            if values.key_of(step.args[label]) != values.key_of(step.eid.value):
-                raise validation_failed(
-                    "lookup",
-                    [label, step.eid.value],
-                    [
-                        {
-                            "message": "Updates with lookups can only update the lookup "
-                            "attribute if an entity with the unique attribute value already "
-                            "exists."
-                        }
-                    ],
-                )
+        renames = step.action in ("update", "merge", "create") and label in step.args
+        if renames and values.key_of(step.args[label]) != values.key_of(step.eid.value):
+            raise validation_failed(
+                "lookup",
+                [label, step.eid.value],
+                [
+                    {
+                        "message": "Updates with lookups can only update the lookup "
+                        "attribute if an entity with the unique attribute value already "
+                        "exists."
+                    }
+                ],
+            )
 
     def _emit_lookup_value(self, etype: str, eid: str, lookup: LookupRef) -> None:
         head, _, rest = lookup.label.partition(".")
@@ -705,7 +707,12 @@ class Transaction:
             raise validation_failed(
                 "tx-step",
                 self.raw_steps,
-                [{"message": f"Invalid number for {attr.display}: NaN and Infinity can't be stored."}],
+                [
+                    {
+                        "message": f"Invalid number for {attr.display}: NaN and Infinity "
+                        "can't be stored."
+                    }
+                ],
             )
         if values.contains_nul(value):
             raise validation_failed(
@@ -752,7 +759,7 @@ class Transaction:
         for op in self.ops:
             groups.setdefault(_kind(op), []).append(op)
         self.effects.links = []
-        for kind, ops in groups.items():
+        for ops in groups.values():
             for op in ops:
                 self._apply(op, tx)
         self._finish(tx)
@@ -875,9 +882,7 @@ class Transaction:
                 "DELETE FROM triples WHERE vkey = ? AND attr IN (SELECT value FROM json_each(?))",
                 (cur_id, entities.id_list(inbound)),
             )
-            self.conn.execute(
-                "DELETE FROM entities WHERE etype = ? AND id = ?", (cur_type, cur_id)
-            )
+            self.conn.execute("DELETE FROM entities WHERE etype = ? AND id = ?", (cur_type, cur_id))
 
     def _finish(self, tx: int) -> None:
         by_type: dict[str, list[str]] = {}
@@ -892,9 +897,7 @@ class Transaction:
             self._check_required(etype, present)
 
     def _check_required(self, etype: str, ids: list[str]) -> None:
-        required = [
-            a for a in self.catalog.attrs_of(etype) if a.required and not a.is_id
-        ]
+        required = [a for a in self.catalog.attrs_of(etype) if a.required and not a.is_id]
         for attr in required:
             rows = self.conn.execute(
                 "SELECT entity FROM triples WHERE attr = ? AND vtype != ? "

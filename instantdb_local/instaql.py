@@ -79,9 +79,9 @@ class Node:
 
     @property
     def paginated(self) -> bool:
-        return any(
-            v is not None for v in (self.limit, self.last, self.before, self.after)
-        ) or bool(self.offset)
+        return any(v is not None for v in (self.limit, self.last, self.before, self.after)) or bool(
+            self.offset
+        )
 
 
 # -- validation --------------------------------------------------------------------------
@@ -167,7 +167,7 @@ def _parse_node(etype: str, sub: Any, query: Any, *, top: bool, is_admin: bool) 
         ((order_field, direction),) = order.items()
         if direction not in ("asc", "desc"):
             raise query_error(
-                "We only support \"asc\" or \"desc\" in the `order` clause. "
+                'We only support "asc" or "desc" in the `order` clause. '
                 f"Got {json.dumps(direction)}.",
                 query,
             )
@@ -246,7 +246,7 @@ class QueryRun:
             return None
         attr = self.catalog.forward(node.etype, node.order_field)
         name = f"{node.etype}.{node.order_field}"
-        if attr is None or attr.is_ref and attr.cardinality != "one" and False:
+        if attr is None:
             raise query_error(
                 f"There is no `{node.order_field}` attribute for {node.etype}.", node.raw
             )
@@ -325,7 +325,9 @@ class QueryRun:
 
         info: dict[str, Any] | None = None
         if node.paginated:
-            info = self._page_info(node, order_attr, id_attr, rows, base_from, base_params, sort_sql)
+            info = self._page_info(
+                node, order_attr, id_attr, rows, base_from, base_params, sort_sql
+            )
         count: int | None = None
         if node.aggregate:
             count = int(
@@ -333,7 +335,9 @@ class QueryRun:
             )
         return self._materialize(node, ids), info, count
 
-    def _cursor_key(self, node: Node, order_attr: Attr | None, cursor: list[Any]) -> tuple[Any, str]:
+    def _cursor_key(
+        self, node: Node, order_attr: Attr | None, cursor: list[Any]
+    ) -> tuple[Any, str]:
         eid, _attr_id, value, created = cursor
         if order_attr is None:
             return created, str(eid)
@@ -416,9 +420,7 @@ class QueryRun:
         ordered = [records[i] for i in ids if i in records]
         return self._objects(node, ordered)
 
-    def _visible(
-        self, etype: str, records: dict[str, dict[str, Any]]
-    ) -> dict[str, dict[str, Any]]:
+    def _visible(self, etype: str, records: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if self.access is None or not records:
             return records
         keep = self.access.visible(etype, records)
@@ -436,7 +438,7 @@ class QueryRun:
             link = self.catalog.link(node.etype, label)
             if link is None:
                 for obj in objects:
-                    obj[label] = [] if not self.inference else []
+                    obj[label] = []
                 continue
             grouped = self._children(link, child, parent_ids)
             for obj in objects:
@@ -501,13 +503,19 @@ class QueryRun:
     ) -> list[dict[str, Any]]:
         if node.order_field == "serverCreatedAt":
             created = entities.created_order(self.conn, etype, [r["id"] for r in records])
-            key: Callable[[dict[str, Any]], Any] = lambda r: (created.get(r["id"], 0), r["id"])
-        else:
-            attr = self.catalog.forward(etype, node.order_field)
-            as_date = attr is not None and attr.checked_type == "date"
-            name = node.order_field
-            key = lambda r: (values.sort_key(r.get(name), as_date=as_date), r["id"])
-        return sorted(records, key=key, reverse=node.order_desc)
+            return sorted(
+                records,
+                key=lambda r: (created.get(r["id"], 0), r["id"]),
+                reverse=node.order_desc,
+            )
+        attr = self.catalog.forward(etype, node.order_field)
+        as_date = attr is not None and attr.checked_type == "date"
+        name = node.order_field
+        return sorted(
+            records,
+            key=lambda r: (values.sort_key(r.get(name), as_date=as_date), r["id"]),
+            reverse=node.order_desc,
+        )
 
 
 def _beyond(

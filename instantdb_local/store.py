@@ -165,9 +165,7 @@ class Store:
     @staticmethod
     def next_tx(conn: sqlite3.Connection) -> int:
         """The next transaction number: strictly increasing per committed transaction."""
-        cursor = conn.execute(
-            "INSERT INTO txs (created_ms) VALUES (?)", (int(time.time() * 1000),)
-        )
+        cursor = conn.execute("INSERT INTO txs (created_ms) VALUES (?)", (int(time.time() * 1000),))
         assert cursor.lastrowid is not None
         return int(cursor.lastrowid)
 

@@ -98,6 +98,4 @@ def find_user_id(
 
 
 def missing_identity() -> Exception:
-    return validation_failed(
-        "body", {}, [{"message": "Please provide an `email` or `id`"}]
-    )
+    return validation_failed("body", {}, [{"message": "Please provide an `email` or `id`"}])

@@ -233,7 +233,9 @@ class WhereCompiler:
 
     def _check_uuid(self, path: _Path, key: str, value: Any) -> str:
         if not is_uuid(value):
-            raise query_error(f"Expected {path.last} to be a uuid, got {_render(value)}", self.where)
+            raise query_error(
+                f"Expected {path.last} to be a uuid, got {_render(value)}", self.where
+            )
         return str(value).lower()
 
     def _equals_final(self, path: _Path, key: str, value: Any) -> SetSql:
