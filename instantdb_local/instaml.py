@@ -657,7 +657,21 @@ class Transaction:
             self.effects.touch(step.etype, eid).modified.append(label)
 
     def _expand_delete(self, step: Step, eid: str) -> None:
+        if step.etype == "$users" and not (self.is_admin or self.system_writes):
+            raise self._system_entity_error("delete")
         self.ops.append(DeleteEntity(step.etype, eid))
+
+    def _system_entity_error(self, verb: str) -> ServerError:
+        return validation_failed(
+            "tx-step",
+            self.raw_steps,
+            [
+                {
+                    "message": f"$users is a system entity. You aren't allowed to {verb} this "
+                    "directly."
+                }
+            ],
+        )
 
     def _link_for(self, step: Step, label: str) -> Link:
         link = self.catalog.link(step.etype, label)
@@ -769,7 +783,9 @@ class Transaction:
         conn = self.conn
         if isinstance(op, AddEntity):
             self._check_existence(op)
-            entities.ensure_entity(conn, op.etype, op.eid, tx)
+            created = entities.ensure_entity(conn, op.etype, op.eid, tx)
+            if created and op.etype == "$users" and not (self.is_admin or self.system_writes):
+                raise self._system_entity_error("create")
         elif isinstance(op, SetValueOp):
             self._check_unique(op.attr, op.eid, op.value)
             entities.set_value(conn, op.attr, op.eid, op.value, tx)
