@@ -285,14 +285,6 @@ class QueryRun:
         )
         if id_attr is None:
             return [], empty_info, 0 if node.aggregate else None
-        where_sql, where_params = "", []
-        if node.where is not None:
-            compiled = compile_where(self.catalog, node.etype, node.where, self._hidden())
-            if compiled.unknown:
-                return [], empty_info, 0 if node.aggregate else None
-            where_sql = f" AND e.id IN (SELECT id FROM ({compiled.sql}))"
-            where_params = compiled.params
-
         if order_attr is None:
             sort_sql, join_sql, join_params = "e.created_tx", "", []
         else:
@@ -300,8 +292,20 @@ class QueryRun:
             sort_sql = column
             join_sql = " LEFT JOIN triples o ON o.entity = e.id AND o.attr = ?"
             join_params = [order_attr.id]
-        base_from = f"FROM entities e{join_sql} WHERE e.etype = ?{where_sql}"
-        base_params = [*join_params, node.etype, *where_params]
+        if node.where is None:
+            base_from = f"FROM entities e{join_sql} WHERE e.etype = ?"
+            base_params = [*join_params, node.etype]
+        else:
+            compiled = compile_where(self.catalog, node.etype, node.where, self._hidden())
+            if compiled.unknown:
+                return [], empty_info, 0 if node.aggregate else None
+            # Drive the plan from the matching ids (an index lookup) rather than scanning
+            # the namespace in creation order and testing each id.
+            base_from = (
+                f"FROM (SELECT DISTINCT id FROM ({compiled.sql})) w "
+                f"CROSS JOIN entities e ON e.etype = ? AND e.id = w.id{join_sql} WHERE 1"
+            )
+            base_params = [*compiled.params, node.etype, *join_params]
 
         cursor_sql, cursor_params = self._cursor_bounds(node, order_attr, id_attr, sort_sql)
         descending = node.order_desc

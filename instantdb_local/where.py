@@ -117,7 +117,15 @@ class WhereCompiler:
             return SetSql("SELECT NULL AS id WHERE 0")
         if isinstance(value, Mapping):
             self._check_operator_shape(key, value)
-            parts = [self._operator(path, key, op, arg) for op, arg in value.items()]
+            ranges = {op: arg for op, arg in value.items() if op in _COMPARISONS}
+            parts = [
+                self._operator(path, key, op, arg)
+                for op, arg in value.items()
+                if op not in _COMPARISONS
+            ]
+            if ranges:
+                # Bounds on one attribute form one index range scan, not an intersection.
+                parts.append(self._compare(path, key, ranges))
             return _combine("INTERSECT", parts)
         return self._equals(path, key, value)
 
@@ -281,7 +289,7 @@ class WhereCompiler:
             return self._in(path, key, arg)
         if op in ("$like", "$ilike"):
             return self._like(path, key, op, arg)
-        return self._compare(path, key, op, arg)
+        return self._compare(path, key, {op: arg})
 
     def _in(self, path: _Path, key: str, arg: Any) -> SetSql:
         if not isinstance(arg, list):
@@ -335,22 +343,21 @@ class WhereCompiler:
             )
         return attr
 
-    def _compare(self, path: _Path, key: str, op: str, arg: Any) -> SetSql:
+    def _compare(self, path: _Path, key: str, bounds: Mapping[str, Any]) -> SetSql:
         attr = self._require_indexed_typed(path, "comparison operators")
-        self._check_type(attr, arg, plain_equality=False)
-        if attr.checked_type == "date":
-            final = SetSql(
-                f"SELECT entity AS id FROM triples WHERE attr = ? AND vdate {_COMPARISONS[op]} ?",
-                [attr.id, values.parse_date_ms(arg, allow_words=True)],
-            )
-        else:
-            vtype, vkey = values.key_of(arg)
-            final = SetSql(
-                "SELECT entity AS id FROM triples WHERE attr = ? AND vtype = ? "
-                f"AND vkey {_COMPARISONS[op]} ?",
-                [attr.id, vtype, vkey],
-            )
-        return self._through_hops(path, final)
+        is_date = attr.checked_type == "date"
+        sql = "SELECT entity AS id FROM triples WHERE attr = ?"
+        params: list[Any] = [attr.id]
+        for op, arg in bounds.items():
+            self._check_type(attr, arg, plain_equality=False)
+            if is_date:
+                sql += f" AND vdate {_COMPARISONS[op]} ?"
+                params.append(values.parse_date_ms(arg, allow_words=True))
+            else:
+                vtype, vkey = values.key_of(arg)
+                sql += f" AND vtype = ? AND vkey {_COMPARISONS[op]} ?"
+                params += [vtype, vkey]
+        return self._through_hops(path, SetSql(sql, params))
 
     def _like(self, path: _Path, key: str, op: str, arg: Any) -> SetSql:
         name = f"{path.etype}.{path.last}"
