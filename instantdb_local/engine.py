@@ -108,43 +108,43 @@ class AppEngine:
 
             schema = normalize_schema(schema)
         wanted = _schema_attrs(schema)
-        with self._store.write() as conn:
-            catalog = self._catalog
-            changed = False
-            tx: int | None = None
-            for attr in wanted:
-                existing = catalog.forward(attr.etype, attr.label)
-                if existing is not None and existing.system:
-                    continue  # the system catalog is fixed
-                if existing is None:
-                    if attr.etype.startswith("$") and attr.etype not in (
-                        attrs_module.USER_SYSTEM_NAMESPACES
-                    ):
-                        raise _schema_error(
-                            f"$ is reserved for system tables. You can't create {attr.etype}"
-                        )
-                    attrs_module.insert(conn, attr)
-                    updated = attr
-                else:
-                    updated = attrs_module.with_flags(attr, id=existing.id, system=existing.system)
-                    if updated == existing:
-                        continue
-                    if existing.is_ref != updated.is_ref:
-                        raise _schema_error(
-                            f"`{attr.etype}.{attr.label}` can't change between a link and an "
-                            "attribute."
-                        )
-                    attrs_module.update(conn, updated)
-                    if existing.checked_type != updated.checked_type:
-                        entities.recompute_dates(conn, updated)
-                catalog = Catalog.of([a for a in catalog.attrs if a.id != updated.id] + [updated])
-                changed = True
-                newly_indexed = updated.indexed and (existing is None or not existing.indexed)
-                if newly_indexed and not updated.is_ref and not updated.is_id:
-                    tx = tx if tx is not None else Store.next_tx(conn)
-                    entities.backfill_indexed_nulls(conn, updated, tx)
-            if changed:
-                self._catalog = catalog
+        with self._store.lock:
+            with self._store.write() as conn:
+                catalog = self._apply_attrs(conn, wanted)
+            self._catalog = catalog  # published only once committed
+
+    def _apply_attrs(self, conn: Any, wanted: list[Attr]) -> Catalog:
+        catalog = self._catalog
+        tx: int | None = None
+        for attr in wanted:
+            existing = catalog.forward(attr.etype, attr.label)
+            if existing is not None and existing.system:
+                continue  # the system catalog is fixed
+            if existing is None:
+                reserved = attr.etype.startswith("$")
+                if reserved and attr.etype not in attrs_module.USER_SYSTEM_NAMESPACES:
+                    raise _schema_error(
+                        f"$ is reserved for system tables. You can't create {attr.etype}"
+                    )
+                attrs_module.insert(conn, attr)
+                updated = attr
+            else:
+                updated = attrs_module.with_flags(attr, id=existing.id, system=existing.system)
+                if updated == existing:
+                    continue
+                if existing.is_ref != updated.is_ref:
+                    raise _schema_error(
+                        f"`{attr.etype}.{attr.label}` can't change between a link and an attribute."
+                    )
+                attrs_module.update(conn, updated)
+                if existing.checked_type != updated.checked_type:
+                    entities.recompute_dates(conn, updated)
+            catalog = Catalog.of([a for a in catalog.attrs if a.id != updated.id] + [updated])
+            newly_indexed = updated.indexed and (existing is None or not existing.indexed)
+            if newly_indexed and not updated.is_ref and not updated.is_id:
+                tx = tx if tx is not None else Store.next_tx(conn)
+                entities.backfill_indexed_nulls(conn, updated, tx)
+        return catalog
 
     def set_rules(self, rules: Mapping[str, Any] | None) -> None:
         """Replace the app's permission rules (validated; bad rules raise ServerError)."""
@@ -308,17 +308,17 @@ class AppEngine:
         )
         committed = False
         tx = 0
-        catalog = self._catalog
-        try:
-            with self._store.write() as conn:
-                tx, catalog = self._run(conn, steps, actor, throw_on_missing_attrs, rules)
-                if not (commit and all(c.ok for c in rules.checks)):
-                    raise _Rollback
-                committed = True
-        except _Rollback:
-            pass
-        if committed:
-            self._catalog = catalog
+        with self._store.lock:
+            try:
+                with self._store.write() as conn:
+                    tx, catalog = self._run(conn, steps, actor, throw_on_missing_attrs, rules)
+                    if not (commit and all(c.ok for c in rules.checks)):
+                        raise _Rollback
+                    committed = True
+            except _Rollback:
+                pass
+            if committed:
+                self._catalog = catalog
         return {
             "tx-id": tx,
             "all-checks-ok?": all(c.ok for c in rules.checks),
@@ -356,7 +356,7 @@ class AppEngine:
         if email is None and id is None:
             raise users.missing_identity()
         token = new_id()
-        with self._store.write() as conn:
+        with self._store.lock, self._store.write() as conn:
             catalog = self._catalog
             if email is not None:
                 user_id = users.find_user_id(conn, catalog, email=email)

@@ -102,6 +102,11 @@ class Store:
             attrs_module.seed_system(self._writer)
             self._writer.execute("COMMIT")
 
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by every write; hold it to do something right after a commit."""
+        return self._write_lock
+
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
             str(self.path), isolation_level=None, check_same_thread=False, timeout=10
@@ -124,15 +129,26 @@ class Store:
             try:
                 yield conn
             finally:
-                conn.execute("COMMIT")
-        except BaseException:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        except sqlite3.Error:
+            # The connection may be unusable; never hand it out again.
             conn.close()
             raise
+        finally:
+            if not self._return_to_pool(conn):
+                conn.close()
+
+    def _return_to_pool(self, conn: sqlite3.Connection) -> bool:
         with self._pool_lock:
-            if len(self._pool) < _POOL_SIZE and not self._closed:
-                self._pool.append(conn)
-                return
-        conn.close()
+            if self._closed or len(self._pool) >= _POOL_SIZE:
+                return False
+            try:
+                conn.execute("SELECT 1")
+            except sqlite3.ProgrammingError:  # closed after an error above
+                return False
+            self._pool.append(conn)
+            return True
 
     # -- writes ------------------------------------------------------------------
 
@@ -146,7 +162,8 @@ class Store:
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
 
@@ -160,7 +177,8 @@ class Store:
             try:
                 yield conn
             finally:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
 
     @staticmethod
     def next_tx(conn: sqlite3.Connection) -> int:
