@@ -44,15 +44,8 @@ class RulesLike(Protocol):
 
 
 def passes(result: Any) -> bool:
-    """The real server's truthiness: null denies, a truthy non-boolean passes."""
-    if result is None or result is False:
-        return False
-    if result is True:
-        return True
-    try:
-        return bool(result)
-    except Exception:  # a CEL value without truthiness counts as a pass, as upstream
-        return True
+    """The real server's truthiness (Clojure's): only null and false deny."""
+    return result is not None and result is not False
 
 
 @dataclass

@@ -6,6 +6,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from instantdb_local.engine import AppEngine
 from tests.local.engine.helpers import ADMIN, error_of, uid
 
@@ -70,12 +72,8 @@ def test_data_survives_reopening(tmp_path: Path) -> None:
 def test_closed_engine_says_so(tmp_path: Path) -> None:
     engine = AppEngine(tmp_path / "app.sqlite3", app_id="a")
     engine.close()
-    try:
+    with pytest.raises(RuntimeError, match="closed"):
         engine.query({"goals": {}}, ADMIN)
-    except RuntimeError as error:
-        assert "closed" in str(error)
-    else:
-        raise AssertionError("expected RuntimeError")
 
 
 def test_failed_queries_do_not_leak_connections(engine: AppEngine) -> None:

@@ -249,3 +249,9 @@ def test_transact_perms_check_rolls_back_unless_committed(app: AppEngine) -> Non
     )
     assert refused["committed?"] is False
     assert ids(app.query({"goals": {}}, ADMIN)["goals"]) == [uid(1), uid(2), uid(8)]
+
+
+def test_truthiness_is_clojures(app: AppEngine) -> None:
+    # Only null and false deny; 0 and "" pass, as on the real server.
+    app.use_rule_set(FakeRules({("goals", "view"): lambda c: 0 if c.data["public"] else None}))
+    assert ids(app.query({"goals": {}}, GUEST)["goals"]) == [uid(1)]
