@@ -25,7 +25,7 @@ Extensions beyond the first contract:
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from .access import QueryRules, Resolver, RulesLike, TransactRules, Viewer
 from .attrs import Attr, Catalog
 from .errors import ServerError, validation_failed
 from .ids import new_id
-from .instaml import Transaction
+from .instaml import Effects, Transaction
 from .instaql import FileUrl, default_file_url, parse_query, run_query
 from .store import Store
 
@@ -68,6 +68,17 @@ class Actor:
         return cls(is_admin=False, user=user)
 
 
+@dataclass(frozen=True)
+class Commit:
+    """What a committed transaction did, for listeners (subscriptions, blob storage)."""
+
+    tx_id: int
+    deleted_files: tuple[dict[str, Any], ...] = ()
+
+
+CommitListener = Callable[[Commit], None]
+
+
 class _Rollback(Exception):
     """Leaves a write transaction without committing it (dry runs)."""
 
@@ -88,6 +99,29 @@ class AppEngine:
         self._rules_lock = threading.Lock()
         self._rules_doc: Mapping[str, Any] | None = None
         self._rules: RulesLike | None = None
+        self._listeners: list[CommitListener] = []
+
+    def add_commit_listener(self, listener: CommitListener) -> Callable[[], None]:
+        """Call ``listener(Commit)`` after every committed transaction; returns a remover.
+
+        Listeners run on the writer's thread after the write lock is released, so they
+        may query the engine; they should return quickly. Exceptions they raise are
+        not the writer's problem and are swallowed.
+        """
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    def _notify(self, commit: Commit) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(commit)
+            except Exception:  # a listener's bug must not fail the client's write
+                continue
 
     def __repr__(self) -> str:
         return f"AppEngine(app_id={self.app_id!r}, path={str(self.path)!r})"
@@ -228,11 +262,13 @@ class AppEngine:
             rules = TransactRules(
                 self._rule_set(), self._viewer(actor, {}, debug=False), record_only=False
             )
-        with self._store.write() as conn:
-            tx, catalog = self._run(
-                conn, steps, actor, throw_on_missing_attrs, rules, system_writes
-            )
-        self._catalog = catalog
+        with self._store.lock:
+            with self._store.write() as conn:
+                tx, catalog, effects = self._run(
+                    conn, steps, actor, throw_on_missing_attrs, rules, system_writes
+                )
+            self._catalog = catalog  # published only once committed
+        self._notify(Commit(tx, tuple(effects.deleted_files)))
         return tx
 
     def _run(
@@ -243,7 +279,7 @@ class AppEngine:
         throw_on_missing_attrs: bool,
         rules: TransactRules | None,
         system_writes: bool = False,
-    ) -> tuple[int, Catalog]:
+    ) -> tuple[int, Catalog, Effects]:
         txn = Transaction(
             conn,
             self._catalog,
@@ -256,8 +292,8 @@ class AppEngine:
             txn.prepare_attrs()
             txn.expand()
             tx = Store.next_tx(conn)
-            txn.apply(tx)
-            return tx, txn.catalog
+            effects = txn.apply(tx)
+            return tx, txn.catalog, effects
         for attr_step in txn.attr_steps:
             rules.admin_only(attr_step.action, "attrs", None)
         new_attrs = txn.prepare_attrs()
@@ -267,7 +303,7 @@ class AppEngine:
         txn.expand()
         tx = Store.next_tx(conn)
         _checked_apply(conn, txn, tx, rules)
-        return tx, txn.catalog
+        return tx, txn.catalog, txn.effects
 
     def query_perms_check(
         self,
@@ -311,7 +347,9 @@ class AppEngine:
         with self._store.lock:
             try:
                 with self._store.write() as conn:
-                    tx, catalog = self._run(conn, steps, actor, throw_on_missing_attrs, rules)
+                    tx, catalog, effects = self._run(
+                        conn, steps, actor, throw_on_missing_attrs, rules
+                    )
                     if not (commit and all(c.ok for c in rules.checks)):
                         raise _Rollback
                     committed = True
@@ -319,6 +357,8 @@ class AppEngine:
                 pass
             if committed:
                 self._catalog = catalog
+        if committed:
+            self._notify(Commit(tx, tuple(effects.deleted_files)))
         return {
             "tx-id": tx,
             "all-checks-ok?": all(c.ok for c in rules.checks),
@@ -372,9 +412,10 @@ class AppEngine:
                 ["update", "$userRefreshTokens", token_id, {"hashedToken": users.hash_token(token)}]
             )
             steps.append(["link", "$userRefreshTokens", token_id, {"$user": user_id}])
-            self._run(conn, steps, Actor.admin(), False, None, system_writes=True)
+            tx, _, _ = self._run(conn, steps, Actor.admin(), False, None, system_writes=True)
             user = users.db_format(conn, catalog, self.app_id, user_id)
         assert user is not None
+        self._notify(Commit(tx))
         user["refresh_token"] = token
         return user, created
 

@@ -231,6 +231,8 @@ class Effects:
     new_attrs: list[Attr] = field(default_factory=list)
     rule_params: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     attr_steps: list[AttrStep] = field(default_factory=list)
+    # `$files` rows this transaction deleted, so storage can drop their blobs.
+    deleted_files: list[dict[str, Any]] = field(default_factory=list)
 
     def touch(self, etype: str, eid: str) -> Touch:
         key = (etype, eid)
@@ -773,6 +775,7 @@ class Transaction:
         for op in self.ops:
             groups.setdefault(_kind(op), []).append(op)
         self.effects.links = []
+        self.effects.deleted_files = []
         for ops in groups.values():
             for op in ops:
                 self._apply(op, tx)
@@ -870,6 +873,10 @@ class Transaction:
             cur_type, cur_id = current
             touch = self.effects.touch(cur_type, cur_id)
             touch.deleted = True
+            if cur_type == "$files":
+                record = entities.fetch_record(self.conn, self.catalog, cur_type, cur_id)
+                if record is not None:
+                    self.effects.deleted_files.append(record)
             if current != root and touch.cascade_from is None:
                 touch.cascade_from = root
             # Forward-side entities pointing here whose link says onDelete: cascade.

@@ -293,3 +293,26 @@ def test_durable_settings(engine: AppEngine) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         conn.close()
+
+
+def test_commit_listeners_hear_committed_transactions_only(engine: AppEngine) -> None:
+    heard: list[Any] = []
+    remove = engine.add_commit_listener(heard.append)
+    engine.transact(
+        [["update", "$files", uid(1), {"path": "a", "size": 1, "location-id": "L1"}]],
+        ADMIN,
+        system_writes=True,
+    )
+    error_of(lambda: tx(engine, ["create", "$files", uid(1), {"path": "b"}]))
+    deleted = tx(engine, ["delete", "$files", ["path", "a"]])
+    assert [c.tx_id for c in heard][-1] == deleted
+    assert len(heard) == 2
+    assert [f["location-id"] for f in heard[-1].deleted_files] == ["L1"]
+
+    def broken(_: Any) -> None:
+        raise RuntimeError("listener bug")
+
+    engine.add_commit_listener(broken)
+    remove()
+    tx(engine, ["update", "goals", uid(2), {}])  # a failing listener never fails the write
+    assert len(heard) == 2
