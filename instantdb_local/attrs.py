@@ -19,7 +19,6 @@ from typing import Any
 # are internal (admins can read them, rules deny everyone else by default).
 USER_SYSTEM_NAMESPACES = ("$users", "$files", "$streams")
 INTERNAL_NAMESPACES = ("$magicCodes", "$userRefreshTokens")
-SYSTEM_NAMESPACES = USER_SYSTEM_NAMESPACES + INTERNAL_NAMESPACES
 
 _SYSTEM_ID_NAMESPACE = uuid.UUID("5b0c3c56-8f0e-4d0a-9a53-1e3a0e6d8c11")
 
@@ -221,9 +220,6 @@ class Catalog:
     def has_etype(self, etype: str) -> bool:
         return (etype, "id") in self._forward
 
-    def etypes(self) -> list[str]:
-        return [a.etype for a in self.attrs if a.is_id]
-
     def id_attr(self, etype: str) -> Attr | None:
         return self._forward.get((etype, "id"))
 
@@ -246,9 +242,6 @@ class Catalog:
     def reverse_refs_to(self, etype: str) -> list[Attr]:
         """Ref attributes whose reverse side is ``etype``."""
         return self._reverse_by_etype.get(etype, [])
-
-    def label_taken(self, etype: str, label: str) -> bool:
-        return (etype, label) in self._forward or (etype, label) in self._reverse
 
 
 # -- persistence ---------------------------------------------------------------------

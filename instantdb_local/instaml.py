@@ -15,8 +15,9 @@ The caller owns the SQLite transaction, so any error rolls everything back.
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,11 +131,7 @@ def parse_steps(steps: Any) -> tuple[list[Step], list[AttrStep]]:
 
 
 def _display(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    import json
-
-    return json.dumps(value)
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 # -- operations --------------------------------------------------------------------------
@@ -1013,7 +1010,3 @@ def _attr_from_record(steps: Any, step: AttrStep) -> Attr:
     if attr.value_type == "ref" and not (attr.rev_etype and attr.rev_label):
         raise validation_failed("steps", steps, [{"expected": "attr", "in": [step.index, 1]}])
     return attr
-
-
-def entity_ids(ops: Iterable[Op]) -> set[tuple[str, str]]:
-    return {(op.etype, op.eid) for op in ops if isinstance(op, (AddEntity, DeleteEntity))}

@@ -339,9 +339,8 @@ class QueryRun:
             )
         return self._materialize(node, ids), info, count
 
-    def _cursor_key(
-        self, node: Node, order_attr: Attr | None, cursor: list[Any]
-    ) -> tuple[Any, str]:
+    @staticmethod
+    def _cursor_key(order_attr: Attr | None, cursor: list[Any]) -> tuple[Any, str]:
         eid, _attr_id, value, created = cursor
         if order_attr is None:
             return created, str(eid)
@@ -369,7 +368,7 @@ class QueryRun:
                     node.raw,
                 )
             later = (key == "after") != node.order_desc
-            value, eid = self._cursor_key(node, order_attr, cursor)
+            value, eid = self._cursor_key(order_attr, cursor)
             clause, clause_params = _beyond(sort_sql, later, inclusive, value, eid)
             sql += f" AND {clause}"
             params += clause_params
