@@ -6,10 +6,13 @@ from types import TracebackType
 
 import httpx
 
+from ._auth import AsyncAuth
 from ._base import ClientBase, SharedState
 from ._protocol import admin
 from ._retry import RetryPolicy
+from ._rooms import AsyncRooms
 from ._settings import DEFAULT_TIMEOUT, resolve_settings
+from ._storage import AsyncStorage
 from ._transport import AsyncTransport
 from ._types import (
     Chunks,
@@ -53,6 +56,26 @@ class AsyncInstant(ClientBase[AsyncTransport]):
         )
         transport = AsyncTransport(settings, http_client=http_client, transport=_transport)
         self._bind(settings, transport, owns_transport=True, shared=SharedState())
+
+    def _attach_features(self) -> None:
+        self._auth = AsyncAuth(self._settings, self._transport)
+        self._storage = AsyncStorage(self._settings, self._transport)
+        self._rooms = AsyncRooms(self._settings, self._transport)
+
+    @property
+    def auth(self) -> AsyncAuth:
+        """Users, magic codes and refresh tokens; always as admin (see docs/api.md)."""
+        return self._auth
+
+    @property
+    def storage(self) -> AsyncStorage:
+        """File uploads and downloads, as this client's identity."""
+        return self._storage
+
+    @property
+    def rooms(self) -> AsyncRooms:
+        """Presence in rooms; always as admin."""
+        return self._rooms
 
     async def query(self, q: Query, *, rule_params: RuleParams | None = None) -> QueryResult:
         """Run an InstaQL query: ``await db.query({"goals": {"todos": {}}})``."""

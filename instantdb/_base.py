@@ -49,6 +49,11 @@ class ClientBase(Generic[TransportT]):
         self._owns_transport = owns_transport
         self._shared = shared
         self._tx = TxBuilder(self._known_namespaces)
+        self._attach_features()
+
+    def _attach_features(self) -> None:
+        """Create this instance's feature namespaces (``auth``, ``storage``, ...)."""
+        raise NotImplementedError
 
     @property
     def app_id(self) -> str:

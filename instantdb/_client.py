@@ -6,10 +6,13 @@ from types import TracebackType
 
 import httpx
 
+from ._auth import Auth
 from ._base import ClientBase, SharedState
 from ._protocol import admin
 from ._retry import RetryPolicy
+from ._rooms import Rooms
 from ._settings import DEFAULT_TIMEOUT, resolve_settings
+from ._storage import Storage
 from ._transport import SyncTransport
 from ._types import (
     Chunks,
@@ -53,6 +56,26 @@ class Instant(ClientBase[SyncTransport]):
         )
         transport = SyncTransport(settings, http_client=http_client, transport=_transport)
         self._bind(settings, transport, owns_transport=True, shared=SharedState())
+
+    def _attach_features(self) -> None:
+        self._auth = Auth(self._settings, self._transport)
+        self._storage = Storage(self._settings, self._transport)
+        self._rooms = Rooms(self._settings, self._transport)
+
+    @property
+    def auth(self) -> Auth:
+        """Users, magic codes and refresh tokens; always as admin (see docs/api.md)."""
+        return self._auth
+
+    @property
+    def storage(self) -> Storage:
+        """File uploads and downloads, as this client's identity."""
+        return self._storage
+
+    @property
+    def rooms(self) -> Rooms:
+        """Presence in rooms; always as admin."""
+        return self._rooms
 
     def query(self, q: Query, *, rule_params: RuleParams | None = None) -> QueryResult:
         """Run an InstaQL query: ``db.query({"goals": {"todos": {}}})``."""

@@ -46,6 +46,9 @@ class RetrySafety(Enum):
     UNSENT_ONLY = "unsent-only"
     """It may have taken effect (writes): retry only when the server provably did not run it."""
 
+    NEVER = "never"
+    """It cannot be sent twice (an upload from a stream that cannot be read again)."""
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -138,7 +141,7 @@ class RetryState:
         return delay
 
     def _is_retryable(self, error: BaseException) -> bool:
-        if not isinstance(error, InstantError):
+        if self._safety is RetrySafety.NEVER or not isinstance(error, InstantError):
             return False
         if isinstance(error, InstantRateLimitError):
             return True  # refused before it ran: safe even for writes

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, TypeVar
 
 import httpx
 
@@ -27,14 +30,49 @@ from ._errors import (
 )
 from ._protocol._call import Call, Request, Response
 from ._protocol._responses import api_error, redact
-from ._retry import RetryPolicy
+from ._retry import RetryPolicy, RetryState
 from ._settings import Settings
+from ._upload import UploadSource, exact_pieces, exact_pieces_async
 
 __all__ = ["AsyncTransport", "SyncTransport"]
 
 T = TypeVar("T")
 
 logger = logging.getLogger("instantdb")
+
+# Query parameters that carry credentials (auth.get_user / delete_user by refresh token).
+SECRET_PARAMS = ("refresh_token",)
+
+
+class _RedactSecretParams(logging.Filter):
+    """Masks credential query parameters in httpx's own "HTTP Request: GET <url>" lines.
+
+    The API takes a refresh token in the query string of /admin/users; without this, a
+    user who turns on INFO logging would see the token in httpx's request log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+            record.args = tuple(_masked(arg) for arg in record.args)
+        return True
+
+
+def _masked(arg: object) -> object:
+    if not isinstance(arg, httpx.URL):
+        return arg
+    for name in SECRET_PARAMS:
+        if name in arg.params:
+            arg = arg.copy_set_param(name, "<redacted>")
+    return arg
+
+
+_HTTPX_LOG_FILTER = _RedactSecretParams()
+
+
+def _protect_httpx_log() -> None:
+    httpx_logger = logging.getLogger("httpx")
+    if _HTTPX_LOG_FILTER not in httpx_logger.filters:
+        httpx_logger.addFilter(_HTTPX_LOG_FILTER)
 
 
 class _TransportBase:
@@ -53,6 +91,7 @@ class _TransportBase:
         self._clock = clock
         self._random = random
         self.closed = False
+        _protect_httpx_log()
 
     def _check_open(self, client_closed: bool) -> None:
         if self.closed or client_closed:
@@ -61,39 +100,85 @@ class _TransportBase:
                 "the http_client you passed was closed). Create a new client to make requests."
             )
 
-    def _httpx_arguments(self, request: Request) -> dict[str, Any]:
+    def _httpx_arguments(
+        self,
+        request: Request,
+        *,
+        body: Iterator[bytes] | AsyncIterator[bytes] | None = None,
+        length: int | None = None,
+    ) -> dict[str, Any]:
+        headers = dict(request.headers)
+        if length is not None:
+            # Always explicit, so a streamed body is never sent chunked.
+            headers["content-length"] = str(length)
         return {
             "method": request.method,
-            "url": self.base_url + request.path,
-            "params": request.params,
-            "headers": dict(request.headers),
-            "content": request.content,
+            "url": request.url or self.base_url + request.path,
+            # None, not (): httpx replaces a URL's own query string with empty params.
+            "params": request.params or None,
+            "headers": headers,
+            "content": body if body is not None else request.content,
             "timeout": self.timeout,
+            # Only file downloads go to absolute URLs, and they carry no credentials, so
+            # following a storage redirect is safe there (and never elsewhere).
+            "follow_redirects": request.url is not None,
         }
 
-    def _start(self, call: Call[Any]) -> Any:
+    def _network_error(self, exc: httpx.HTTPError, request: Request) -> InstantNetworkError:
+        # A signed download URL is itself a credential: never name it in a message.
+        where = "the file's storage URL" if request.url else self.base_url
+        return _network_error(exc, request, where)
+
+    def _start(self, call: Call[Any]) -> RetryState:
         return self.policy.start(call.safety, clock=self._clock, random=self._random)
 
 
-def _finish(call: Call[T], response: httpx.Response) -> T:
-    """The parsed result of a successful answer, else the error it stands for."""
-    answer = Response(
+def _answer(response: httpx.Response, content: bytes | None = None) -> Response:
+    return Response(
         status=response.status_code,
         headers={name.lower(): value for name, value in response.headers.items()},
-        content=response.content,
+        content=response.content if content is None else content,
     )
+
+
+def _finish(call: Call[T], answer: Response) -> T:
+    """The parsed result of a successful answer, else the error it stands for."""
     if not answer.is_success:
         raise api_error(answer, call.request.secrets)
     return call.parse(answer)
 
 
-def _network_error(exc: httpx.HTTPError, request: Request, base_url: str) -> InstantNetworkError:
+class _PartFile:
+    """A download being written next to its target, renamed into place only when complete,
+    so a failed download never leaves a truncated file under the target's name."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.part = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
+        try:
+            self.file: IO[bytes] = open(self.part, "wb")  # noqa: SIM115 - closed by commit/discard
+        except OSError as exc:
+            raise InstantError(f"could not write the download to {target}: {exc}") from exc
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+
+    def commit(self) -> None:
+        self.file.close()
+        os.replace(self.part, self.target)
+
+    def discard(self) -> None:
+        self.file.close()
+        self.part.unlink(missing_ok=True)
+
+
+def _network_error(exc: httpx.HTTPError, request: Request, server: str) -> InstantNetworkError:
     """The `InstantError` for an httpx failure; says whether the request may have been sent."""
     where = f"{request.method} {request.path}"
     detail = redact(str(exc) or type(exc).__name__, request.secrets)
     if isinstance(exc, httpx.ConnectTimeout):
         return InstantTimeoutError(
-            f"{where}: timed out connecting to {base_url} ({detail}). Check api_uri and "
+            f"{where}: timed out connecting to {server} ({detail}). Check api_uri and "
             "your network, or raise the connect timeout.",
             may_have_been_sent=False,
         )
@@ -105,17 +190,17 @@ def _network_error(exc: httpx.HTTPError, request: Request, base_url: str) -> Ins
         )
     if isinstance(exc, httpx.TimeoutException):
         return InstantTimeoutError(
-            f"{where}: the server at {base_url} did not answer in time ({detail}). The "
+            f"{where}: the server at {server} did not answer in time ({detail}). The "
             "request may have been processed; raise timeout= for slow queries.",
             may_have_been_sent=True,
         )
     if isinstance(exc, httpx.ConnectError):
         return InstantConnectionError(
-            f"{where}: could not connect to {base_url} ({detail}). Check api_uri and your network.",
+            f"{where}: could not connect to {server} ({detail}). Check api_uri and your network.",
             may_have_been_sent=False,
         )
     return InstantConnectionError(
-        f"{where}: the connection to {base_url} failed before the answer arrived "
+        f"{where}: the connection to {server} failed before the answer arrived "
         f"({type(exc).__name__}: {detail}). The request may have been processed.",
         may_have_been_sent=True,
     )
@@ -168,12 +253,40 @@ class SyncTransport(_TransportBase):
                 _log_retry(call.request, error, delay, state.attempt)
                 self._sleep(delay)
 
-    def _send(self, request: Request) -> httpx.Response:
+    def _send(self, request: Request) -> Response:
         self._check_open(self.client.is_closed)
         try:
-            return self.client.request(**self._httpx_arguments(request))
+            if isinstance(request.content, UploadSource):
+                return self._upload(request, request.content)
+            if request.save_to is not None:
+                return self._download(request, request.save_to)
+            return _answer(self.client.request(**self._httpx_arguments(request)))
         except httpx.HTTPError as exc:
-            raise _network_error(exc, request, self.base_url) from exc
+            raise self._network_error(exc, request) from exc
+
+    def _upload(self, request: Request, source: UploadSource) -> Response:
+        reader = source.open()
+        try:
+            body = exact_pieces(reader, source.description)
+            arguments = self._httpx_arguments(request, body=body, length=reader.size)
+            return _answer(self.client.request(**arguments))
+        finally:
+            reader.close()
+
+    def _download(self, request: Request, target: Path) -> Response:
+        with self.client.stream(**self._httpx_arguments(request)) as response:
+            if not response.is_success:
+                response.read()
+                return _answer(response)
+            part = _PartFile(target)
+            try:
+                for data in response.iter_bytes():
+                    part.write(data)
+            except BaseException:
+                part.discard()
+                raise
+            part.commit()
+            return _answer(response, content=b"")
 
     def close(self) -> None:
         """Close the pool if this transport created it; a borrowed client stays open."""
@@ -215,13 +328,42 @@ class AsyncTransport(_TransportBase):
                 _log_retry(call.request, error, delay, state.attempt)
                 await self._sleep(delay)
 
-    async def _send(self, request: Request) -> httpx.Response:
+    async def _send(self, request: Request) -> Response:
         self._check_open(self.client.is_closed)
         self._follow_event_loop()
         try:
-            return await self.client.request(**self._httpx_arguments(request))
+            if isinstance(request.content, UploadSource):
+                return await self._upload(request, request.content)
+            if request.save_to is not None:
+                return await self._download(request, request.save_to)
+            return _answer(await self.client.request(**self._httpx_arguments(request)))
         except httpx.HTTPError as exc:
-            raise _network_error(exc, request, self.base_url) from exc
+            raise self._network_error(exc, request) from exc
+
+    async def _upload(self, request: Request, source: UploadSource) -> Response:
+        reader = await source.open_async()
+        try:
+            body = exact_pieces_async(reader, source.description)
+            arguments = self._httpx_arguments(request, body=body, length=reader.size)
+            return _answer(await self.client.request(**arguments))
+        finally:
+            await reader.close()
+
+    async def _download(self, request: Request, target: Path) -> Response:
+        async with self.client.stream(**self._httpx_arguments(request)) as response:
+            if not response.is_success:
+                await response.aread()
+                return _answer(response)
+            # File writes block: they run in a worker thread, as uploads' reads do.
+            part = await asyncio.to_thread(_PartFile, target)
+            try:
+                async for data in response.aiter_bytes():
+                    await asyncio.to_thread(part.write, data)
+            except BaseException:
+                await asyncio.to_thread(part.discard)
+                raise
+            await asyncio.to_thread(part.commit)
+            return _answer(response, content=b"")
 
     def _follow_event_loop(self) -> None:
         # Pooled connections belong to the event loop that opened them. A script that

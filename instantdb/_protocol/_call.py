@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import httpx
@@ -23,6 +24,7 @@ from instantdb._errors import InstantError
 from instantdb._json import dumps
 from instantdb._retry import RetrySafety
 from instantdb._settings import ENV_ADMIN_TOKEN, Settings
+from instantdb._upload import UploadSource
 from instantdb._version import __version__
 
 __all__ = [
@@ -44,22 +46,33 @@ JSON_CONTENT_TYPE = "application/json"
 
 @dataclass(frozen=True)
 class Request:
-    """One HTTP request, relative to the client's API base URL."""
+    """One HTTP request, to a path under the client's API base URL (or to ``url``)."""
 
     method: str
     path: str
     params: tuple[tuple[str, str], ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)
-    content: bytes | None = None
+    content: bytes | UploadSource | None = None
+    """A JSON body, or a file to stream (the transport adds its exact content-length)."""
     secrets: tuple[str, ...] = field(default=(), repr=False)
     """Values in this request that must never be shown (tokens); errors are scrubbed of them."""
+    url: str | None = None
+    """An absolute URL to use instead of the API base URL + ``path`` (file downloads)."""
+    save_to: Path | None = None
+    """Stream the answer's body into this file instead of keeping it in memory."""
 
     def __repr__(self) -> str:
         params = [(key, "***" if value in self.secrets else value) for key, value in self.params]
-        size = "no body" if self.content is None else f"{len(self.content)} bytes"
+        if self.content is None:
+            body = "no body"
+        elif isinstance(self.content, UploadSource):
+            body = repr(self.content)
+        else:
+            body = f"{len(self.content)} bytes"
+        target = self.path if self.url is None else "<file url>"
         return (
-            f"Request({self.method} {self.path}, params={params}, "
-            f"headers=<{len(self.headers)} headers>, {size})"
+            f"Request({self.method} {target}, params={params}, "
+            f"headers=<{len(self.headers)} headers>, {body})"
         )
 
 
@@ -97,10 +110,12 @@ def json_request(
     headers: Mapping[str, str],
     body: Any = None,
     params: tuple[tuple[str, str], ...] = (),
+    secrets: tuple[str, ...] = (),
 ) -> Request:
     """A request to an app route: ``app_id`` in the query string, ``body`` as JSON.
 
-    ``body`` must already be converted by `instantdb._json.to_json`.
+    ``body`` must already be converted by `instantdb._json.to_json`. ``secrets`` are
+    tokens in the params or body, beyond the client's own, to keep out of messages.
     """
     return Request(
         method=method,
@@ -108,7 +123,7 @@ def json_request(
         params=(("app_id", settings.app_id), *params),
         headers=headers,
         content=None if body is None else dumps(body),
-        secrets=settings.secrets,
+        secrets=(*settings.secrets, *secrets),
     )
 
 
