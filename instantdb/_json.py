@@ -80,7 +80,7 @@ def to_json(value: object, *, name: str) -> Any:
 
 def mapping_to_json(value: object, *, method: str, name: str) -> dict[str, Any]:
     """`to_json` for an argument that must be a dict, e.g. ``update(args)``."""
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         text = repr(value)
         text = text if len(text) <= 80 else text[:77] + "..."
         raise InstantTypeError(
@@ -103,17 +103,23 @@ def _path_step(key: str | int | None) -> str:
     return "[" + json.dumps(key, ensure_ascii=False) + "]"
 
 
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
 def _convert(value: object) -> Any:
     kind = type(value)
-    # The exact-type checks first: almost every value in a payload is one of these.
-    if kind is str or kind is int or kind is bool or value is None:
+    # Exact-type checks first, and the cheap ones before the ABC check: almost every
+    # value in a payload is a plain str, number, dict or list.
+    if kind in _PLAIN:
         return value
     if kind is float:
         return _finite(value)  # type: ignore[arg-type]
-    if kind is dict or isinstance(value, Mapping):
+    if kind is dict:
         return _convert_mapping(value)  # type: ignore[arg-type]
     if kind is list or kind is tuple:
         return _convert_items(value)  # type: ignore[arg-type]
+    if isinstance(value, Mapping):
+        return _convert_mapping(value)
     return _convert_other(value)
 
 
@@ -122,6 +128,9 @@ def _convert_mapping(mapping: Mapping[Any, Any]) -> dict[str, Any]:
     for key, item in mapping.items():
         if type(key) is not str:
             key = _mapping_key(key)
+        if type(item) in _PLAIN:  # inlined fast path: no call per scalar
+            out[key] = item
+            continue
         try:
             out[key] = _convert(item)
         except _Unencodable as failure:
@@ -142,6 +151,9 @@ def _mapping_key(key: object) -> str:
 def _convert_items(items: list[Any] | tuple[Any, ...]) -> list[Any]:
     out: list[Any] = []
     for index, item in enumerate(items):
+        if type(item) in _PLAIN:  # inlined fast path: no call per scalar
+            out.append(item)
+            continue
         try:
             out.append(_convert(item))
         except _Unencodable as failure:

@@ -174,7 +174,7 @@ class _PartFile:
 
 def _network_error(exc: httpx.HTTPError, request: Request, server: str) -> InstantNetworkError:
     """The `InstantError` for an httpx failure; says whether the request may have been sent."""
-    where = f"{request.method} {request.path}"
+    where = f"{request.method} {request.target}"
     detail = redact(str(exc) or type(exc).__name__, request.secrets)
     if isinstance(exc, httpx.ConnectTimeout):
         return InstantTimeoutError(
@@ -213,7 +213,7 @@ def _log_retry(request: Request, error: InstantError, delay: float, attempt: int
     logger.info(
         "instantdb: %s %s failed (%s); retrying in %.2fs (attempt %d)",
         request.method,
-        request.path,
+        request.target,
         reason,
         delay,
         attempt,

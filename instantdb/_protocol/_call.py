@@ -61,6 +61,11 @@ class Request:
     save_to: Path | None = None
     """Stream the answer's body into this file instead of keeping it in memory."""
 
+    @property
+    def target(self) -> str:
+        """How messages and logs name what was requested (a signed URL is never shown)."""
+        return self.path if self.url is None else "<file url>"
+
     def __repr__(self) -> str:
         params = [(key, "***" if value in self.secrets else value) for key, value in self.params]
         if self.content is None:
@@ -69,9 +74,8 @@ class Request:
             body = repr(self.content)
         else:
             body = f"{len(self.content)} bytes"
-        target = self.path if self.url is None else "<file url>"
         return (
-            f"Request({self.method} {target}, params={params}, "
+            f"Request({self.method} {self.target}, params={params}, "
             f"headers=<{len(self.headers)} headers>, {body})"
         )
 

@@ -30,7 +30,7 @@ def json_body(response: Response, request: Request) -> Any:
     """The parsed JSON of a successful answer; an `InstantAPIError` if there is none."""
     if not response.content.strip():
         raise InstantAPIError(
-            f"{request.method} {request.path} answered {response.status} with an empty body, "
+            f"{request.method} {request.target} answered {response.status} with an empty body, "
             "where JSON was expected. Is api_uri pointing at an Instant server?",
             status=response.status,
             body=None,
@@ -39,7 +39,7 @@ def json_body(response: Response, request: Request) -> Any:
         return json.loads(response.content)
     except ValueError:
         raise InstantAPIError(
-            f"{request.method} {request.path} answered {response.status} with a body that is "
+            f"{request.method} {request.target} answered {response.status} with a body that is "
             f"not JSON ({_snippet(response.text)!r}). Is api_uri pointing at an Instant server?",
             status=response.status,
             body={"type": None, "message": response.text},
@@ -51,7 +51,7 @@ def json_object(response: Response, request: Request) -> dict[str, Any]:
     body = json_body(response, request)
     if not isinstance(body, dict):
         raise InstantAPIError(
-            f"{request.method} {request.path} answered with JSON that is not an object "
+            f"{request.method} {request.target} answered with JSON that is not an object "
             f"({_snippet(json.dumps(body))!r})",
             status=response.status,
             body=body,

@@ -227,7 +227,7 @@ def _user(answer: dict[str, Any], key: str, request: Request, response: Response
     user = answer.get(key)
     if not isinstance(user, dict):
         raise InstantAPIError(
-            f"{request.method} {request.path} answered without a {key!r} object",
+            f"{request.method} {request.target} answered without a {key!r} object",
             status=response.status,
             body=None,
         )
