@@ -40,6 +40,7 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any
 
+from ._arguments import short_repr
 from ._errors import InstantEncodeError, InstantTypeError
 
 __all__ = ["dumps", "mapping_to_json", "to_json"]
@@ -81,10 +82,8 @@ def to_json(value: object, *, name: str) -> Any:
 def mapping_to_json(value: object, *, method: str, name: str) -> dict[str, Any]:
     """`to_json` for an argument that must be a dict, e.g. ``update(args)``."""
     if type(value) is not dict and not isinstance(value, Mapping):
-        text = repr(value)
-        text = text if len(text) <= 80 else text[:77] + "..."
         raise InstantTypeError(
-            f"{method}() takes a dict for {name}, got {type(value).__name__}: {text}"
+            f"{method}() takes a dict for {name}, got {type(value).__name__}: {short_repr(value)}"
         )
     converted: dict[str, Any] = to_json(value, name=name)
     return converted

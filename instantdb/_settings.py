@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from ._arguments import required_text
 from ._errors import InstantError, InstantTypeError, InstantValueError
 from ._retry import RetryPolicy
 
@@ -78,9 +79,9 @@ class Impersonation:
         if guest:
             return cls("guest", "true")
         if email is not None:
-            return cls("email", _non_empty_str(email, "as_user(email=...)"))
+            return cls("email", required_text(email, "as_user(email=...)"))
         assert token is not None
-        return cls("token", _non_empty_str(token, "as_user(token=...)"))
+        return cls("token", required_text(token, "as_user(token=...)"))
 
 
 @dataclass(frozen=True)
@@ -203,12 +204,3 @@ def _retry_policy(value: RetryPolicy | bool) -> RetryPolicy:
         f"retry must be a RetryPolicy, True (the default policy) or False (no retries), "
         f"got {value!r}"
     )
-
-
-def _non_empty_str(value: object, what: str) -> str:
-    if not isinstance(value, str):
-        raise InstantTypeError(f"{what} takes a str, got {type(value).__name__}")
-    stripped = value.strip()
-    if not stripped:
-        raise InstantValueError(f"{what} must not be empty")
-    return stripped

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
+from ._arguments import short_repr
 from ._errors import InstantTypeError, InstantValueError
 from ._ids import check_lookup_attribute, is_lookup, parse_lookup
 from ._json import dumps, mapping_to_json, to_json
@@ -220,7 +221,7 @@ def _collect(item: object, path: str, steps: list[Step]) -> None:
     if isinstance(item, (str, bytes, Mapping)) or not isinstance(item, Iterable):
         raise InstantTypeError(
             f"transact() takes chunks built with db.tx (one, or a list of them), but "
-            f"{path} is {type(item).__name__}: {_short_repr(item)}"
+            f"{path} is {type(item).__name__}: {short_repr(item)}"
         )
     for index, child in enumerate(item):
         _collect(child, f"{path}[{index}]", steps)
@@ -256,7 +257,7 @@ def _wire_entity(entity: object, namespace: str) -> Any:
     raise InstantTypeError(
         f"db.tx.{namespace}[...] takes an entity id (a str such as instantdb.id(), or a "
         f"UUID), a lookup (instantdb.lookup(attribute, value)) or an (attribute, value) "
-        f"pair; got {type(entity).__name__}: {_short_repr(entity)}"
+        f"pair; got {type(entity).__name__}: {short_repr(entity)}"
     )
 
 
@@ -272,7 +273,7 @@ def _link_targets(args: object, method: str) -> dict[str, Any]:
     if not isinstance(args, Mapping):
         raise InstantTypeError(
             f"{method}() takes a dict of link label -> id(s), e.g. {{'todos': todo_id}}; "
-            f"got {type(args).__name__}: {_short_repr(args)}"
+            f"got {type(args).__name__}: {short_repr(args)}"
         )
     targets: dict[str, Any] = {}
     for label, target in args.items():
@@ -298,10 +299,5 @@ def _single_target(target: object, method: str, where: str) -> str:
         return str.__str__(target)
     raise InstantTypeError(
         f"{method}(): the target for {where!r} must be an entity id (str or UUID), a "
-        f"lookup(), or a list of them; got {type(target).__name__}: {_short_repr(target)}"
+        f"lookup(), or a list of them; got {type(target).__name__}: {short_repr(target)}"
     )
-
-
-def _short_repr(value: object, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

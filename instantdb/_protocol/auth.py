@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from instantdb._errors import InstantAPIError, InstantTypeError, InstantValueError
+from instantdb._arguments import required_text
+from instantdb._errors import InstantAPIError, InstantValueError
 from instantdb._json import mapping_to_json
 from instantdb._retry import RetrySafety
 from instantdb._settings import Settings
@@ -55,8 +56,8 @@ def check_magic_code_call(
     """``POST /admin/verify_magic_code``: ``(user, created)``; the user has a refresh token."""
     method = "check_magic_code"
     body: dict[str, Any] = {
-        "email": _text(email, method, "email"),
-        "code": _text(code, method, "code"),
+        "email": required_text(email, f"{method}(): email"),
+        "code": required_text(code, f"{method}(): code"),
     }
     if extra_fields is not None:
         body["extra-fields"] = mapping_to_json(extra_fields, method=method, name="extra_fields")
@@ -98,7 +99,7 @@ def create_token_call(
 
 def verify_token_call(settings: Settings, token: str) -> Call[User]:
     """``POST /runtime/auth/verify_refresh_token``: the user a refresh token belongs to."""
-    token = _text(token, "verify_token", "token")
+    token = required_text(token, "verify_token(): token")
     request = json_request(
         "POST",
         "/runtime/auth/verify_refresh_token",
@@ -152,7 +153,7 @@ def sign_out_call(
 
 def _code_call(settings: Settings, path: str, email: str, method: str) -> Call[str]:
     request = _admin_request(
-        settings, "POST", path, method, body={"email": _text(email, method, "email")}
+        settings, "POST", path, method, body={"email": required_text(email, f"{method}(): email")}
     )
 
     def parse(response: Response) -> str:
@@ -241,13 +242,4 @@ def _exactly_one(method: str, **given: str | None) -> tuple[str, str]:
         got = " and ".join(key for key, _ in present) if present else "none of them"
         raise InstantValueError(f"{method}() takes exactly one of {allowed}; got {got}")
     key, value = present[0]
-    return key, _text(value, method, key)
-
-
-def _text(value: object, method: str, name: str) -> str:
-    if not isinstance(value, str):
-        raise InstantTypeError(f"{method}(): {name} must be a str, got {type(value).__name__}")
-    stripped = value.strip()
-    if not stripped:
-        raise InstantValueError(f"{method}(): {name} must not be empty")
-    return stripped
+    return key, required_text(value, f"{method}(): {key}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from instantdb._errors import InstantTypeError, InstantValueError
+from instantdb._arguments import required_text
 from instantdb._retry import RetrySafety
 from instantdb._settings import Settings
 
@@ -19,7 +19,10 @@ def get_presence_call(settings: Settings, room_type: str, room_id: str) -> Call[
 
     Always runs as admin, also from an ``as_user`` client. An empty room gives ``{}``.
     """
-    params = (("room-type", _name(room_type, "room_type")), ("room-id", _name(room_id, "room_id")))
+    params = (
+        ("room-type", required_text(room_type, "get_presence(): room_type", strip=False)),
+        ("room-id", required_text(room_id, "get_presence(): room_id", strip=False)),
+    )
     request = json_request(
         "GET",
         "/admin/rooms/presence",
@@ -33,11 +36,3 @@ def get_presence_call(settings: Settings, room_type: str, room_id: str) -> Call[
         return sessions if isinstance(sessions, dict) else {}
 
     return Call(request, parse, RetrySafety.IDEMPOTENT)
-
-
-def _name(value: object, what: str) -> str:
-    if not isinstance(value, str):
-        raise InstantTypeError(f"get_presence(): {what} must be a str, got {type(value).__name__}")
-    if not value:
-        raise InstantValueError(f"get_presence(): {what} must not be empty")
-    return value

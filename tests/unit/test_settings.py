@@ -171,7 +171,7 @@ def test_impersonation_kinds(kwargs: dict[str, object], kind: str, value: str) -
         ({"guest": False}, InstantValueError, "exactly one of"),
         ({"guest": "yes"}, InstantTypeError, "True or False"),
         ({"email": ""}, InstantValueError, "must not be empty"),
-        ({"token": 5}, InstantTypeError, "takes a str"),
+        ({"token": 5}, InstantTypeError, r"as_user\(token=\.\.\.\) must be a str"),
     ],
 )
 def test_as_user_needs_exactly_one_identity(
