@@ -34,11 +34,13 @@ def lookup(attribute: str, value: object) -> str:
     usual conversions (datetime -> ISO string, UUID -> str, ...).
     """
     check_lookup_attribute(attribute)
-    if _SEPARATOR in attribute:
+    if _SEPARATOR in attribute or attribute.endswith("_"):
+        # The string is split at the first "__" after the prefix, so neither "a__b" nor
+        # "a_" (which would read as "a" followed by "___...") survives the round trip.
         raise InstantValueError(
-            f"lookup({attribute!r}, ...): an attribute containing '__' cannot be written as a "
-            "lookup string, because the string is split at the first '__'. Use "
-            "db.tx.<namespace>.lookup(attribute, value) to address the entity instead."
+            f"lookup({attribute!r}, ...): an attribute containing '__' or ending in '_' "
+            "cannot be written as a lookup string, because the string is split at the first "
+            "'__'. Use db.tx.<namespace>.lookup(attribute, value) to address the entity."
         )
     encoded = json.dumps(
         to_json(value, name="lookup value"), ensure_ascii=False, separators=(",", ":")
@@ -65,8 +67,8 @@ def parse_lookup(text: str) -> tuple[str, Any]:
     """``(attribute, value)`` from a lookup string.
 
     The attribute ends at the first ``__`` after the prefix; the rest is the JSON value,
-    so values may contain ``__`` but attribute names cannot (use
-    ``db.tx.<namespace>.lookup(attribute, value)`` for such an attribute).
+    so values may contain ``__`` but attribute names cannot contain it or end in ``_``
+    (use ``db.tx.<namespace>.lookup(attribute, value)`` for such an attribute).
     """
     body = text[len(LOOKUP_PREFIX) :] if text.startswith(LOOKUP_PREFIX) else None
     if body is None:
