@@ -37,10 +37,10 @@ def is_terminal(error: BaseException) -> bool:
     """Whether opening the connection again cannot help.
 
     Terminal: a 4xx answer (bad credentials, unknown app, invalid query, permission
-    denied), a 2xx that is not an event stream (not an Instant server), and any error
-    that is not about the network or the server (a closed client, missing token).
-    Transient: network failures, 5xx, 408/425/429, malformed events, a missing
-    ``sse-init``.
+    denied), a 2xx that is not an event stream or events that are not Instant messages
+    (not an Instant server), and any other error that is not about the network (a
+    closed client, a missing token). Transient: network failures, 5xx, 408/425/429, a
+    missing ``sse-init``.
     """
     if isinstance(error, InstantAPIError):
         return not (error.status >= 500 or error.status in _RETRYABLE_CLIENT_STATUSES)

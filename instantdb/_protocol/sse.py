@@ -21,7 +21,7 @@ __all__ = ["SSEDecoder", "SSEEvent", "SSEProtocolError", "messages_of"]
 class SSEProtocolError(InstantError):
     """The event stream carried something that is not an Instant message.
 
-    Treated like a dropped connection: the connection is closed and opened again.
+    Terminal: a server that does not speak the protocol will not start to on a retry.
     """
 
 
