@@ -92,12 +92,16 @@ def test_writer_starts_then_appends_at_growing_offsets_then_finishes() -> None:
     [b] = w.write(b"ld!")
     assert (b["chunks"], b["offset"]) == (["ld!"], 10)
     [done] = w.finish()
-    assert done["chunks"] == [] and done["offset"] == 13 and done["done"] is True
+    assert done["chunks"] == []
+    assert done["offset"] == 13
+    assert done["done"] is True
     assert "abort-reason" not in done
     assert w.finish() == []  # idempotent
     assert not w.finished
     w.on_message(flushed(13, done=True))
-    assert w.done_flushed and w.finished and w.error is None
+    assert w.done_flushed
+    assert w.finished
+    assert w.error is None
 
 
 def test_finish_before_the_start_is_confirmed_sends_done_once_it_is() -> None:
@@ -112,7 +116,9 @@ def test_finish_before_the_start_is_confirmed_sends_done_once_it_is() -> None:
             "offset": 0,
         }
     )
-    assert done["done"] is True and done["chunks"] == [] and done["offset"] == 0
+    assert done["done"] is True
+    assert done["chunks"] == []
+    assert done["offset"] == 0
     assert done["abort-reason"] == "user cancelled"
 
 
@@ -134,7 +140,8 @@ def test_bytes_may_split_a_character_across_writes() -> None:
     euro = "€".encode()
     assert w.write(euro[:1]) == []
     [m] = w.write(euro[1:] + b"!")
-    assert m["chunks"] == ["€!"] and m["offset"] == 0
+    assert m["chunks"] == ["€!"]
+    assert m["offset"] == 0
     assert w.total_bytes == 4
 
 
@@ -175,7 +182,8 @@ def test_new_session_resumes_from_the_durable_offset_and_resends_the_rest() -> N
     w.on_session_lost()
     assert w.write("?") == []  # disconnected: buffered
     [start] = w.on_session_open()
-    assert start["op"] == "start-stream" and start["reconnect-token"] == "RT"
+    assert start["op"] == "start-stream"
+    assert start["reconnect-token"] == "RT"
     [resend] = w.on_message(
         {
             "op": "start-stream-ok",
@@ -249,7 +257,8 @@ def test_restarts_without_progress_are_bounded() -> None:
             }
         )
     assert w.on_message({"op": "append-failed", "stream-id": S}) == []
-    assert w.error is not None and "made no progress" in str(w.error)
+    assert w.error is not None
+    assert "made no progress" in str(w.error)
     with pytest.raises(InstantError, match="no progress"):
         w.write("more")
 
@@ -300,7 +309,8 @@ def test_server_start_error_is_retried() -> None:
             "original-event": {"op": "start-stream"},
         }
     )
-    assert again["op"] == "start-stream" and again["client-event-id"] != start["client-event-id"]
+    assert again["op"] == "start-stream"
+    assert again["client-event-id"] != start["client-event-id"]
 
 
 @pytest.mark.parametrize(
@@ -465,7 +475,8 @@ def test_permanent_errors_fail_the_reader() -> None:
     r = reader()
     r.on_session_open()
     append(r, error=True, **{"error-type": "unknown"})
-    assert isinstance(r.error, InstantError) and "unknown" in str(r.error)
+    assert isinstance(r.error, InstantError)
+    assert "unknown" in str(r.error)
     m = reader()
     [sub] = m.on_session_open()
     m.on_message(
@@ -487,7 +498,8 @@ def test_resubscribes_without_progress_are_bounded() -> None:
     for _ in range(MAX_RESUBSCRIBES):
         assert r.resubscribe(InstantError("fetch failed"))
     assert r.resubscribe(InstantError("fetch failed")) == []
-    assert r.error is not None and "could not be read past byte 0" in str(r.error)
+    assert r.error is not None
+    assert "could not be read past byte 0" in str(r.error)
 
 
 def test_new_session_resubscribes_at_the_delivered_offset() -> None:
@@ -504,7 +516,8 @@ def test_close_unsubscribes_unless_the_stream_ended() -> None:
     r = reader()
     r.on_session_open()
     [m] = r.close()
-    assert m["op"] == "unsubscribe-stream" and m["subscribe-event-id"] == "e1"
+    assert m["op"] == "unsubscribe-stream"
+    assert m["subscribe-event-id"] == "e1"
     done = reader()
     done.on_session_open()
     done.complete(Segment(None, done=True, abort_reason="stopped"))
