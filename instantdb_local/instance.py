@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from . import errors, schema_files
 from .engine import AppEngine
@@ -53,11 +53,11 @@ _PROJECT_FILE_NAMES = (
     "instant.perms.json",
 )
 
-EngineFactory = Callable[[Path, str], AppEngine]
 
+class EngineFactory(Protocol):
+    """Makes one app's engine; `AppEngine` itself is the default."""
 
-def _default_engine_factory(path: Path, app_id: str) -> AppEngine:
-    return AppEngine(path, app_id=app_id)
+    def __call__(self, path: Path, *, app_id: str) -> AppEngine: ...
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ class Instance:
             registry,
             project_dir=project,
             ephemeral_ttl=ephemeral_ttl,
-            engine_factory=engine_factory or _default_engine_factory,
+            engine_factory=engine_factory or AppEngine,
             clock=clock,
         )
         try:
@@ -300,6 +300,14 @@ class Instance:
             self._project = _ProjectState(signature, now)
             if unchanged:
                 return False
+            if not signature:
+                # No project files (any more). Rules only ever come from these files, so
+                # deleting them removes the rules; attributes, like on the real server,
+                # stay.
+                if state is not None and state.signature:
+                    self._engine_for(self.default_app).set_rules(None)
+                    logger.info("Project files removed; the default app has no rules now")
+                return False
             return self._apply_project(self.project_dir)
         finally:
             self._project_lock.release()
@@ -355,7 +363,7 @@ class Instance:
                 app_dir = self._app_dir(record)
                 _make_private_dir(app_dir.parent)
                 _make_private_dir(app_dir)
-                engine = self._engine_factory(app_dir / _ENGINE_FILE, record.id)
+                engine = self._engine_factory(app_dir / _ENGINE_FILE, app_id=record.id)
                 self._engines[record.id] = engine
             return engine
 
