@@ -81,6 +81,24 @@ class AppRecord:
 
 
 @dataclass(frozen=True)
+class AppCredentials:
+    """How to reach one app. ``repr`` leaves the admin token out."""
+
+    app_id: str
+    admin_token: str = field(repr=False)
+    api_uri: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The three environment variables the SDK and the examples read."""
+        return {
+            "INSTANT_APP_ID": self.app_id,
+            "INSTANT_APP_ADMIN_TOKEN": self.admin_token,
+            "INSTANT_API_URI": self.api_uri,
+        }
+
+
+@dataclass(frozen=True)
 class _ProjectState:
     signature: tuple[tuple[str, int, int], ...]
     checked_at: float

@@ -21,17 +21,24 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from instantdb_local import schema_files
 from instantdb_local.app import DEFAULT_MAX_BODY_BYTES, create_app
-from instantdb_local.instance import DEFAULT_EPHEMERAL_TTL, EngineFactory, Instance, api_uri
+from instantdb_local.instance import (
+    DEFAULT_EPHEMERAL_TTL,
+    AppCredentials,
+    EngineFactory,
+    Instance,
+    api_uri,
+)
 
 if TYPE_CHECKING:
     import uvicorn
+
+__all__ = ["AppCredentials", "LocalServer", "bind_socket", "uvicorn_server"]
 
 logger = logging.getLogger("instantdb_local")
 
@@ -39,24 +46,6 @@ _START_TIMEOUT_SECONDS = 15.0
 _STOP_TIMEOUT_SECONDS = 5.0
 # Open requests and streams get this long to finish when the server stops.
 _GRACEFUL_SHUTDOWN_SECONDS = 2
-
-
-@dataclass(frozen=True)
-class AppCredentials:
-    """How to reach one app. ``repr`` leaves the admin token out."""
-
-    app_id: str
-    admin_token: str = field(repr=False)
-    api_uri: str
-
-    @property
-    def env(self) -> dict[str, str]:
-        """The three environment variables the SDK and the examples read."""
-        return {
-            "INSTANT_APP_ID": self.app_id,
-            "INSTANT_APP_ADMIN_TOKEN": self.admin_token,
-            "INSTANT_API_URI": self.api_uri,
-        }
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
