@@ -11,7 +11,7 @@ import pytest
 
 with warnings.catch_warnings():
     # Starlette asks for its own httpx fork; the stock httpx it still supports is enough.
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 from instantdb_local.app import create_app
