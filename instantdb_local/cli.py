@@ -267,13 +267,17 @@ def _run(args: argparse.Namespace) -> int:
             process = subprocess.Popen(command, env=env)
         except OSError as exc:
             raise CommandError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from exc
+        interrupted = False
         while True:
             try:
                 code = process.wait()
                 break
             except KeyboardInterrupt:
-                # The command got the same Ctrl-C; let it finish before stopping the server.
-                continue
+                # The command got the same Ctrl-C: let it finish before stopping the
+                # server. A second Ctrl-C means it will not, so end it.
+                if interrupted:
+                    process.kill()
+                interrupted = True
     finally:
         server.stop()
     # A command killed by a signal exits the way a shell reports it.

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -279,6 +279,9 @@ def json_route(
             return JSONResponse(result)
         except ServerError as error:
             return error_response(error)
+        except ClientDisconnect:
+            # Nobody is left to answer; not a server fault worth a traceback.
+            return Response(status_code=400)
         except Exception as exc:
             return unexpected_error_response(request, exc)
 
