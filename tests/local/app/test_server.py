@@ -146,3 +146,15 @@ def test_project_dir_must_exist(tmp_path: Path):
     with pytest.raises(FileNotFoundError):
         server.start()
     assert not server.running
+
+
+def test_listening_socket_disables_nagle():
+    # Responses go out as two writes (headers, body); with Nagle on, the second waits
+    # for the client's delayed ACK on every request.
+    from instantdb_local.server import bind_socket
+
+    sock = bind_socket("127.0.0.1", 0)
+    try:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        sock.close()
