@@ -15,6 +15,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -267,11 +268,22 @@ def _run(args: argparse.Namespace) -> int:
             process = subprocess.Popen(command, env=env)
         except OSError as exc:
             raise CommandError(f"cannot run {command[0]!r}: {exc.strerror or exc}") from exc
+        code = _wait_forwarding_signals(process)
+    finally:
+        server.stop()
+    # A command killed by a signal exits the way a shell reports it.
+    return code if code >= 0 else 128 - code
+
+
+def _wait_forwarding_signals(process: subprocess.Popen[bytes]) -> int:
+    # SIGTERM (from CI or a supervisor) is passed on, so the command ends first and the
+    # server is still stopped cleanly afterwards.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.terminate())
+    try:
         interrupted = False
         while True:
             try:
-                code = process.wait()
-                break
+                return process.wait()
             except KeyboardInterrupt:
                 # The command got the same Ctrl-C: let it finish before stopping the
                 # server. A second Ctrl-C means it will not, so end it.
@@ -279,9 +291,7 @@ def _run(args: argparse.Namespace) -> int:
                     process.kill()
                 interrupted = True
     finally:
-        server.stop()
-    # A command killed by a signal exits the way a shell reports it.
-    return code if code >= 0 else 128 - code
+        signal.signal(signal.SIGTERM, previous)
 
 
 # -- init -----------------------------------------------------------------------------------

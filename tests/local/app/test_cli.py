@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -226,3 +227,45 @@ def test_module_entry_point_shows_help():
     assert result.returncode == 0
     for command in ("serve", "env", "run", "init"):
         assert command in result.stdout
+
+
+def test_run_forwards_sigterm_to_the_command_and_stops_the_server(tmp_path):
+    import signal
+
+    marker = tmp_path / "started"
+    script = (
+        "import pathlib, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(7))\n"
+        f"pathlib.Path({str(marker)!r}).write_text('x')\n"
+        "time.sleep(60)\n"
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "instantdb_local",
+            "run",
+            "--data",
+            str(tmp_path / "d"),
+            "--project",
+            str(tmp_path),
+            "--",
+            sys.executable,
+            "-c",
+            script,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(300):
+            if marker.exists():
+                break
+            process.poll()
+            assert process.returncode is None, process.stderr.read()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=TIMEOUT) == 7
+    finally:
+        process.kill()
+        process.communicate(timeout=TIMEOUT)
