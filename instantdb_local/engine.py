@@ -12,15 +12,33 @@ Contract (the ASGI layer relies on exactly this; keep it stable):
   and `Actor.guest()` are evaluated against the app's permission rules.
 - Results are plain JSON-ready dicts/lists.
 
-STATUS: contract only. The engine issue fills in the bodies.
+Extensions beyond the first contract:
+
+- ``AppEngine(path, app_id=..., file_url=...)``: ``file_url(location_id, file_record)``
+  builds the ``url`` of ``$files`` rows (default ``/storage/files/<location-id>``).
+- `AppEngine.query_with_meta` returns ``(result, {"page-info", "aggregate"})`` for
+  subscribe-query.
+- `AppEngine.transact(..., system_writes=True)` lets trusted server code (uploads,
+  auth) write system columns that clients may not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from . import attrs as attrs_module
+from . import entities, users
+from .access import QueryRules, Resolver, RulesLike, TransactRules, Viewer
+from .attrs import Attr, Catalog
+from .errors import ServerError, validation_failed
+from .ids import new_id
+from .instaml import Effects, Transaction
+from .instaql import FileUrl, default_file_url, parse_query, run_query
+from .store import Store
 
 
 @dataclass(frozen=True)
@@ -50,12 +68,63 @@ class Actor:
         return cls(is_admin=False, user=user)
 
 
+@dataclass(frozen=True)
+class Commit:
+    """What a committed transaction did, for listeners (subscriptions, blob storage)."""
+
+    tx_id: int
+    deleted_files: tuple[dict[str, Any], ...] = ()
+
+
+CommitListener = Callable[[Commit], None]
+
+
+class _Rollback(Exception):
+    """Leaves a write transaction without committing it (dry runs)."""
+
+
+_SCHEMA_TYPES = {"string": "string", "number": "number", "boolean": "boolean", "date": "date"}
+
+
 class AppEngine:
     """One app's data. Construct with the path of its SQLite file (created if missing)."""
 
-    def __init__(self, path: Path, *, app_id: str) -> None:
+    def __init__(self, path: Path, *, app_id: str, file_url: FileUrl | None = None) -> None:
         self.path = path
         self.app_id = app_id
+        self._file_url = file_url or default_file_url
+        self._store = Store(path)
+        with self._store.read() as conn:
+            self._catalog = attrs_module.load(conn)
+        self._rules_lock = threading.Lock()
+        self._rules_doc: Mapping[str, Any] | None = None
+        self._rules: RulesLike | None = None
+        self._listeners: list[CommitListener] = []
+
+    def add_commit_listener(self, listener: CommitListener) -> Callable[[], None]:
+        """Call ``listener(Commit)`` after every committed transaction; returns a remover.
+
+        Listeners run on the writer's thread after the write lock is released, so they
+        may query the engine; they should return quickly. Exceptions they raise are
+        not the writer's problem and are swallowed.
+        """
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    def _notify(self, commit: Commit) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(commit)
+            except Exception:  # a listener's bug must not fail the client's write
+                continue
+
+    def __repr__(self) -> str:
+        return f"AppEngine(app_id={self.app_id!r}, path={str(self.path)!r})"
 
     # -- schema and rules ---------------------------------------------------------
 
@@ -64,27 +133,177 @@ class AppEngine:
 
         The document has the shape of ``instant.schema.ts`` as described in
         ``server-vectors.md`` (``{"attrs": {ns: {label: {type, unique, indexed,
-        required}}}, "links": {name: {forward, reverse}}}``). Idempotent.
+        required}}}, "links": {name: {forward, reverse}}}``). Idempotent: applying the
+        same document again changes nothing; a document that adds attributes or flips
+        flags evolves the catalog (newly indexed attributes are null-filled).
         """
-        raise NotImplementedError
+        if isinstance(schema, Mapping) and "entities" in schema and "attrs" not in schema:
+            from .schema_files import normalize_schema
+
+            schema = normalize_schema(schema)
+        wanted = _schema_attrs(schema)
+        with self._store.lock:
+            with self._store.write() as conn:
+                catalog = self._apply_attrs(conn, wanted)
+            self._catalog = catalog  # published only once committed
+
+    def _apply_attrs(self, conn: Any, wanted: list[Attr]) -> Catalog:
+        catalog = self._catalog
+        tx: int | None = None
+        for attr in wanted:
+            existing = catalog.forward(attr.etype, attr.label)
+            if existing is not None and existing.system:
+                continue  # the system catalog is fixed
+            if existing is None:
+                reserved = attr.etype.startswith("$")
+                if reserved and attr.etype not in attrs_module.USER_SYSTEM_NAMESPACES:
+                    raise _schema_error(
+                        f"$ is reserved for system tables. You can't create {attr.etype}"
+                    )
+                attrs_module.insert(conn, attr)
+                updated = attr
+            else:
+                updated = attrs_module.with_flags(attr, id=existing.id, system=existing.system)
+                if updated == existing:
+                    continue
+                if existing.is_ref != updated.is_ref:
+                    raise _schema_error(
+                        f"`{attr.etype}.{attr.label}` can't change between a link and an attribute."
+                    )
+                attrs_module.update(conn, updated)
+                if existing.checked_type != updated.checked_type:
+                    entities.recompute_dates(conn, updated)
+            catalog = Catalog.of([a for a in catalog.attrs if a.id != updated.id] + [updated])
+            newly_indexed = updated.indexed and (existing is None or not existing.indexed)
+            if newly_indexed and not updated.is_ref and not updated.is_id:
+                tx = tx if tx is not None else Store.next_tx(conn)
+                entities.backfill_indexed_nulls(conn, updated, tx)
+        return catalog
 
     def set_rules(self, rules: Mapping[str, Any] | None) -> None:
         """Replace the app's permission rules (validated; bad rules raise ServerError)."""
-        raise NotImplementedError
+        from .perms import RuleSet
+
+        compiled = RuleSet.from_document(rules)
+        with self._rules_lock:
+            self._rules_doc = rules
+            self._rules = compiled
+
+    def use_rule_set(self, rules: RulesLike) -> None:
+        """Install an already compiled rule set (anything shaped like `perms.RuleSet`)."""
+        with self._rules_lock:
+            self._rules = rules
+
+    def _rule_set(self, override: Mapping[str, Any] | None = None) -> RulesLike:
+        from .perms import RuleSet
+
+        if override is not None:
+            return RuleSet.from_document(override)
+        with self._rules_lock:
+            if self._rules is None:
+                self._rules = RuleSet.from_document(None)
+            return self._rules
 
     def schema_json(self) -> dict[str, Any]:
         """The body of ``GET /admin/schema``: ``{"schema": {"refs": ..., "blobs": ...}}``."""
-        raise NotImplementedError
+        refs: dict[str, Any] = {}
+        blobs: dict[str, dict[str, Any]] = {}
+        for attr in self._catalog:
+            if attr.etype in attrs_module.INTERNAL_NAMESPACES:
+                continue
+            if attr.is_ref:
+                key = f"{attr.etype}-{attr.label}-{attr.rev_etype}-{attr.rev_label}"
+                refs[key] = attr.to_json()
+            else:
+                blobs.setdefault(attr.etype, {})[attr.label] = attr.to_json()
+        return {"schema": {"refs": refs, "blobs": blobs}}
 
     # -- data plane -----------------------------------------------------------------
 
+    def _viewer(self, actor: Actor, rule_params: Mapping[str, Any], *, debug: bool) -> Viewer:
+        return Viewer(
+            auth=actor.user,
+            request=actor.request,
+            rule_params=rule_params,
+            show_error_details=debug,
+        )
+
     def query(self, query: Any, actor: Actor, *, inference: bool = False) -> dict[str, Any]:
         """Run an InstaQL query (``$$ruleParams`` may sit at its top level)."""
-        raise NotImplementedError
+        return self.query_with_meta(query, actor, inference=inference)[0]
 
-    def transact(self, steps: Any, actor: Actor, *, throw_on_missing_attrs: bool = False) -> int:
+    def query_with_meta(
+        self, query: Any, actor: Actor, *, inference: bool = False
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The result tree plus ``{"page-info": {ns: ...}, "aggregate": {ns: ...}}``."""
+        nodes, rule_params = parse_query(query, is_admin=actor.is_admin)
+        catalog = self._catalog
+        rules = None if actor.is_admin else self._rule_set()
+        with self._store.read() as conn:
+            access = None
+            if rules is not None:
+                viewer = self._viewer(actor, rule_params, debug=False)
+                access = QueryRules(rules, viewer, conn, catalog)
+            return run_query(
+                conn, catalog, nodes, inference=inference, access=access, file_url=self._file_url
+            )
+
+    def transact(
+        self,
+        steps: Any,
+        actor: Actor,
+        *,
+        throw_on_missing_attrs: bool = False,
+        system_writes: bool = False,
+    ) -> int:
         """Apply InstaML steps atomically; return the new tx id."""
-        raise NotImplementedError
+        rules = None
+        if not actor.is_admin:
+            rules = TransactRules(
+                self._rule_set(), self._viewer(actor, {}, debug=False), record_only=False
+            )
+        with self._store.lock:
+            with self._store.write() as conn:
+                tx, catalog, effects = self._run(
+                    conn, steps, actor, throw_on_missing_attrs, rules, system_writes
+                )
+            self._catalog = catalog  # published only once committed
+        self._notify(Commit(tx, tuple(effects.deleted_files)))
+        return tx
+
+    def _run(
+        self,
+        conn: Any,
+        steps: Any,
+        actor: Actor,
+        throw_on_missing_attrs: bool,
+        rules: TransactRules | None,
+        system_writes: bool = False,
+    ) -> tuple[int, Catalog, Effects]:
+        txn = Transaction(
+            conn,
+            self._catalog,
+            steps,
+            is_admin=actor.is_admin,
+            throw_on_missing_attrs=throw_on_missing_attrs,
+            system_writes=system_writes,
+        )
+        if rules is None:
+            txn.prepare_attrs()
+            txn.expand()
+            tx = Store.next_tx(conn)
+            effects = txn.apply(tx)
+            return tx, txn.catalog, effects
+        for attr_step in txn.attr_steps:
+            rules.admin_only(attr_step.action, "attrs", None)
+        new_attrs = txn.prepare_attrs()
+        pre = Resolver(conn, txn.catalog)
+        for attr in new_attrs:
+            rules.new_attr(attr, pre)
+        txn.expand()
+        tx = Store.next_tx(conn)
+        _checked_apply(conn, txn, tx, rules)
+        return tx, txn.catalog, txn.effects
 
     def query_perms_check(
         self,
@@ -95,7 +314,19 @@ class AppEngine:
         rules_override: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Body of ``/admin/query_perms_check``: result, check-results, rule-wheres."""
-        raise NotImplementedError
+        _refuse_admin(actor)
+        nodes, rule_params = parse_query(query, is_admin=False)
+        rules = self._rule_set(rules_override)
+        catalog = self._catalog
+        checks: list[dict[str, Any]] = []
+        with self._store.read() as conn:
+            access = QueryRules(
+                rules, self._viewer(actor, rule_params, debug=True), conn, catalog, checks
+            )
+            result, _ = run_query(
+                conn, catalog, nodes, inference=inference, access=access, file_url=self._file_url
+            )
+        return {"check-results": checks, "result": result, "rule-wheres": None}
 
     def transact_perms_check(
         self,
@@ -107,7 +338,33 @@ class AppEngine:
         throw_on_missing_attrs: bool = False,
     ) -> dict[str, Any]:
         """Body of ``/admin/transact_perms_check``; rolled back unless ``commit``."""
-        raise NotImplementedError
+        _refuse_admin(actor)
+        rules = TransactRules(
+            self._rule_set(rules_override), self._viewer(actor, {}, debug=True), record_only=True
+        )
+        committed = False
+        tx = 0
+        with self._store.lock:
+            try:
+                with self._store.write() as conn:
+                    tx, catalog, effects = self._run(
+                        conn, steps, actor, throw_on_missing_attrs, rules
+                    )
+                    if not (commit and all(c.ok for c in rules.checks)):
+                        raise _Rollback
+                    committed = True
+            except _Rollback:
+                pass
+            if committed:
+                self._catalog = catalog
+        if committed:
+            self._notify(Commit(tx, tuple(effects.deleted_files)))
+        return {
+            "tx-id": tx,
+            "all-checks-ok?": all(c.ok for c in rules.checks),
+            "committed?": committed,
+            "check-results": [c.to_json() for c in rules.checks],
+        }
 
     # -- users (the minimum impersonation and refresh tokens need) ---------------------
 
@@ -115,13 +372,303 @@ class AppEngine:
         self, *, id: str | None = None, email: str | None = None, refresh_token: str | None = None
     ) -> dict[str, Any] | None:
         """A `$users` record in db format, or None."""
-        raise NotImplementedError
+        catalog = self._catalog
+        with self._store.read() as conn:
+            user_id = users.find_user_id(
+                conn, catalog, id=id, email=email, refresh_token=refresh_token
+            )
+            if user_id is None:
+                return None
+            return users.db_format(conn, catalog, self.app_id, user_id)
 
     def create_refresh_token(
         self, *, email: str | None = None, id: str | None = None
     ) -> tuple[dict[str, Any], bool]:
-        """Find or create the user, mint a refresh token: ``(user_with_refresh_token, created)``."""
-        raise NotImplementedError
+        """Find or create the user, mint a refresh token: ``(user_with_refresh_token, created)``.
+
+        The email wins when both are given; a user created from an id alone carries an
+        explicit ``"email": null``, as the real server's does.
+        """
+        if email is not None:
+            email = users.normalize_email(email, path=["body", "email"])
+        if id is not None:
+            id = users.require_uuid(id, path=["body", "id"])
+        if email is None and id is None:
+            raise users.missing_identity()
+        token = new_id()
+        with self._store.lock, self._store.write() as conn:
+            catalog = self._catalog
+            if email is not None:
+                user_id = users.find_user_id(conn, catalog, email=email)
+            else:
+                user_id = users.find_user_id(conn, catalog, id=id)
+            created = user_id is None
+            steps: list[Any] = []
+            if user_id is None:
+                user_id = id or new_id()
+                steps.append(["update", "$users", user_id, {"email": email}])
+            token_id = new_id()
+            steps.append(
+                ["update", "$userRefreshTokens", token_id, {"hashedToken": users.hash_token(token)}]
+            )
+            steps.append(["link", "$userRefreshTokens", token_id, {"$user": user_id}])
+            tx, _, _ = self._run(conn, steps, Actor.admin(), False, None, system_writes=True)
+            user = users.db_format(conn, catalog, self.app_id, user_id)
+        assert user is not None
+        self._notify(Commit(tx))
+        user["refresh_token"] = token
+        return user, created
 
     def close(self) -> None:
-        raise NotImplementedError
+        self._store.close()
+
+
+def _refuse_admin(actor: Actor) -> None:
+    if actor.is_admin:
+        raise validation_failed("non-admin", None, [{"message": "Cannot test perms as admin"}])
+
+
+def _checked_apply(conn: Any, txn: Transaction, tx: int, rules: TransactRules) -> None:
+    """Apply a non-admin transaction with its permission checks (section 7).
+
+    ``update``/``delete`` rules and the link fallback's ``view`` see the database as it
+    was before the transaction, so the writes are applied once inside a savepoint to
+    learn each entity's new state, rolled back, checked, then applied for real;
+    ``create`` and ``link`` rules then run against the new state in the same database
+    transaction, where ``data.ref`` sees links written by this transaction.
+    """
+    catalog = txn.catalog
+    conn.execute("SAVEPOINT instant_checks")
+    effects = txn.apply(tx)
+    keys = _involved(effects)
+    after = _records(conn, catalog, keys)
+    conn.execute("ROLLBACK TO instant_checks")
+    conn.execute("RELEASE instant_checks")
+
+    before = _records(conn, catalog, keys)
+    pre = Resolver(conn, catalog)
+    params_of = effects.rule_params
+
+    def params(key: tuple[str, str]) -> dict[str, Any]:
+        touch = effects.touches.get(key)
+        if key in params_of:
+            return params_of[key]
+        if touch is not None and touch.cascade_from is not None:
+            return params_of.get(touch.cascade_from, {})
+        return {}
+
+    fallback_forward: set[tuple[str, str]] = set()
+    link_checks: list[Any] = []
+    for change in effects.links:
+        attr = change.link.attr
+        forward = change.link.forward
+        step_label = attr.label if forward else attr.rev_label
+        other_etype = change.link.target_etype
+        other_label = attr.rev_label if forward else attr.label
+        other_id = change.target if forward else change.source
+        assert step_label is not None
+        assert other_label is not None
+        programs = rules.link_programs(
+            change.action, change.step_etype, step_label, other_etype, other_label
+        )
+        if programs:
+            link_checks.append((change, programs, other_etype, other_id))
+            continue
+        fallback_forward.add((attr.etype, change.source))
+        rev_key = (str(attr.rev_etype), change.target)
+        rules.entity(
+            "view",
+            rev_key[0],
+            rev_key[1],
+            pre,
+            data=before.get(rev_key) or after.get(rev_key) or {},
+            rule_params=params(rev_key),
+        )
+
+    for key, touch in effects.touches.items():
+        etype, eid = key
+        if touch.deleted:
+            rules.entity(
+                "delete", etype, eid, pre, data=before.get(key, {}), rule_params=params(key)
+            )
+            continue
+        if key not in before or key not in after:
+            continue
+        if touch.written or touch.modified or key in fallback_forward:
+            rules.entity(
+                "update",
+                etype,
+                eid,
+                pre,
+                data=before[key],
+                new_data=after[key],
+                rule_params=params(key),
+                modified=list(dict.fromkeys([*touch.modified, *touch.linked])),
+            )
+
+    txn.apply(tx)
+    post = Resolver(conn, catalog)
+    now = _records(conn, catalog, keys)
+    for key, touch in effects.touches.items():
+        if key in before or key not in now:
+            continue
+        if touch.written or touch.modified or key in fallback_forward:
+            rules.entity(
+                "create",
+                key[0],
+                key[1],
+                post,
+                data=now[key],
+                new_data=now[key],
+                rule_params=params(key),
+                modified=list(dict.fromkeys([*touch.modified, *touch.linked])),
+            )
+    for change, programs, other_etype, other_id in link_checks:
+        step_key = (change.step_etype, change.step_eid)
+        other_key = (other_etype, other_id)
+        data = now.get(step_key) or before.get(step_key) or {}
+        linked = now.get(other_key) or before.get(other_key) or {}
+        actions = {
+            "data": "update" if step_key in before else "create",
+            "linkedData": "update" if other_key in before else "create",
+        }
+        for program, on_step_side in programs:
+            if on_step_side:
+                rules.link(
+                    program,
+                    change.action,
+                    change.step_etype,
+                    change.step_eid,
+                    post,
+                    data=data,
+                    linked_etype=other_etype,
+                    linked_data=linked,
+                    actions=actions,
+                    rule_params=params(step_key),
+                )
+            else:
+                rules.link(
+                    program,
+                    change.action,
+                    other_etype,
+                    other_id,
+                    post,
+                    data=linked,
+                    linked_etype=change.step_etype,
+                    linked_data=data,
+                    actions={"data": actions["linkedData"], "linkedData": actions["data"]},
+                    rule_params=params(other_key),
+                )
+
+
+def _involved(effects: Any) -> set[tuple[str, str]]:
+    keys = set(effects.touches)
+    for change in effects.links:
+        attr = change.link.attr
+        keys.add((attr.etype, change.source))
+        keys.add((str(attr.rev_etype), change.target))
+    return keys
+
+
+def _records(
+    conn: Any, catalog: Catalog, keys: set[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    by_type: dict[str, list[str]] = {}
+    for etype, eid in keys:
+        by_type.setdefault(etype, []).append(eid)
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for etype, ids in by_type.items():
+        for eid, record in entities.fetch_records(conn, catalog, etype, ids).items():
+            found[(etype, eid)] = record
+    return found
+
+
+# -- schema documents ---------------------------------------------------------------------
+
+
+def _schema_error(message: str) -> ServerError:
+    return validation_failed("schema", None, [{"message": message}])
+
+
+def _flag(spec: Mapping[str, Any], key: str) -> bool:
+    value = spec.get(key, False)
+    if not isinstance(value, bool):
+        raise _schema_error(f"`{key}` must be true or false, got {value!r}.")
+    return value
+
+
+def _schema_attrs(schema: Any) -> list[Attr]:
+    """The attributes a schema document describes, validated before any I/O."""
+    if not isinstance(schema, Mapping):
+        raise _schema_error("A schema must be a map with `attrs` and `links`.")
+    unknown = set(schema) - {"attrs", "links"}
+    if unknown:
+        raise _schema_error(f"Unknown schema keys: {sorted(unknown)}; expected `attrs`, `links`.")
+    wanted: list[Attr] = []
+    namespaces: list[str] = []
+    attrs = schema.get("attrs") or {}
+    links = schema.get("links") or {}
+    if not isinstance(attrs, Mapping) or not isinstance(links, Mapping):
+        raise _schema_error("`attrs` and `links` must be maps.")
+    for etype, labels in attrs.items():
+        if not isinstance(etype, str) or not etype or not isinstance(labels, Mapping):
+            raise _schema_error(f"Namespace {etype!r} must map attribute names to specs.")
+        namespaces.append(etype)
+        for label, spec in labels.items():
+            if label == "id":
+                continue
+            if not isinstance(spec, Mapping):
+                raise _schema_error(f'`{etype}.{label}` must be a map like {{"type": "string"}}.')
+            kind = spec.get("type", "any")
+            if kind not in ("string", "number", "boolean", "date", "json", "any"):
+                raise _schema_error(
+                    f"`{etype}.{label}` has unknown type {kind!r}; use string, number, boolean, "
+                    "date, json or any."
+                )
+            wanted.append(
+                attrs_module.Attr(
+                    id=new_id(),
+                    etype=etype,
+                    label=str(label),
+                    unique=_flag(spec, "unique"),
+                    indexed=_flag(spec, "indexed"),
+                    required=_flag(spec, "required"),
+                    checked_type=_SCHEMA_TYPES.get(kind),
+                )
+            )
+    for name, link in links.items():
+        try:
+            forward, reverse = link["forward"], link["reverse"]
+            on, label, has = forward["on"], forward["label"], forward["has"]
+            rev_on, rev_label, rev_has = reverse["on"], reverse["label"], reverse["has"]
+        except (KeyError, TypeError):
+            raise _schema_error(
+                f"Link `{name}` needs forward and reverse {{on, label, has}}."
+            ) from None
+        if has not in ("one", "many") or rev_has not in ("one", "many"):
+            raise _schema_error(f'Link `{name}`: `has` must be "one" or "many".')
+        for side in (forward, reverse):
+            if side.get("onDelete") not in (None, "cascade"):
+                raise _schema_error(f'Link `{name}`: onDelete must be "cascade" when given.')
+        namespaces += [on, rev_on]
+        wanted.append(
+            attrs_module.Attr(
+                id=new_id(),
+                etype=on,
+                label=label,
+                value_type="ref",
+                cardinality=has,
+                unique=rev_has == "one",
+                indexed=False,
+                required=bool(forward.get("required", False)),
+                rev_etype=rev_on,
+                rev_label=rev_label,
+                on_delete=forward.get("onDelete"),
+                on_delete_reverse=reverse.get("onDelete"),
+            )
+        )
+    ids = [
+        attrs_module.Attr(id=new_id(), etype=etype, label="id", unique=True, indexed=True)
+        for etype in dict.fromkeys(namespaces)
+    ]
+    return ids + wanted

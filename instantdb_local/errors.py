@@ -219,3 +219,17 @@ def body_too_large(limit: int) -> ServerError:
 
 def unknown(message: str = "Something went wrong. Sorry about this!") -> ServerError:
     return ServerError("unknown", message, {"debug-uri": None}, status=500)
+
+
+def sql_raise(message: str, **hint: Any) -> ServerError:
+    """An error the real server raises from inside its SQL (e.g. merging into a link)."""
+    return ServerError("sql-raise", message, hint or None)
+
+
+def ident_not_unique(etype: str, label: str) -> ServerError:
+    """An attribute whose ``etype.label`` already exists."""
+    return ServerError(
+        "record-not-unique",
+        f"`{label}` already exists on `{etype}`",
+        {"record-type": "ident", "etype": etype, "label": label},
+    )
