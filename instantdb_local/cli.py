@@ -19,11 +19,13 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 
 from instantdb_local.instance import (
     DEFAULT_DATA_DIR,
+    DEFAULT_EPHEMERAL_TTL,
     DEFAULT_HOST,
     DEFAULT_PORT,
     Instance,
@@ -78,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_address_options(serve, default_port=DEFAULT_PORT)
     _add_data_option(serve)
     _add_project_option(serve)
+    _add_ephemeral_option(serve)
     serve.add_argument(
         "--log-level",
         default="info",
@@ -96,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_address_options(run, default_port=0)
     _add_data_option(run)
     _add_project_option(run)
+    _add_ephemeral_option(run)
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS", help="the command")
     run.set_defaults(handler=_run)
 
@@ -169,9 +173,31 @@ def _configure_logging(level: str) -> None:
         named.propagate = False
 
 
-def _open_instance(data: Path, project: Path | None) -> Instance:
+def _add_ephemeral_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ephemeral-days",
+        type=_positive_days,
+        default=DEFAULT_EPHEMERAL_TTL,
+        metavar="DAYS",
+        help="how long apps made by POST /dash/apps/ephemeral live (default: 14)",
+    )
+
+
+def _positive_days(text: str) -> timedelta:
     try:
-        return Instance.open(data, project_dir=project)
+        days = float(text)
+    except ValueError:
+        days = 0
+    if not days > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of days, got {text!r}")
+    return timedelta(days=days)
+
+
+def _open_instance(
+    data: Path, project: Path | None, ephemeral_ttl: timedelta = DEFAULT_EPHEMERAL_TTL
+) -> Instance:
+    try:
+        return Instance.open(data, project_dir=project, ephemeral_ttl=ephemeral_ttl)
     except (OSError, RuntimeError, ValueError) as exc:
         raise CommandError(_describe(exc)) from exc
 
@@ -188,7 +214,7 @@ def _serve(args: argparse.Namespace) -> int:
     from instantdb_local.server import bind_socket, uvicorn_server
 
     _configure_logging(args.log_level)
-    instance = _open_instance(args.data, args.project)
+    instance = _open_instance(args.data, args.project, args.ephemeral_days)
     try:
         try:
             sock = bind_socket(args.host, args.port)
@@ -256,7 +282,11 @@ def _run(args: argparse.Namespace) -> int:
         raise CommandError("run needs a command: instantdb-local run -- CMD ARGS...")
     _configure_logging("warning")
     server = LocalServer(
-        data_dir=args.data, port=args.port, host=args.host, project_dir=args.project
+        data_dir=args.data,
+        port=args.port,
+        host=args.host,
+        project_dir=args.project,
+        ephemeral_ttl=args.ephemeral_days,
     )
     try:
         server.start()

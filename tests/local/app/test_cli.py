@@ -269,3 +269,39 @@ def test_run_forwards_sigterm_to_the_command_and_stops_the_server(tmp_path):
     finally:
         process.kill()
         process.communicate(timeout=TIMEOUT)
+
+
+def test_ephemeral_days_must_be_positive(capsys):
+    with pytest.raises(SystemExit):
+        main(["serve", "--ephemeral-days", "0"])
+    assert "positive number of days" in capsys.readouterr().err
+
+
+def test_run_honours_ephemeral_days(tmp_path, capfd):
+    script = (
+        "import json, os, urllib.request\n"
+        "req = urllib.request.Request(os.environ['INSTANT_API_URI'] + '/dash/apps/ephemeral',"
+        " data=b'{\"title\": \"t\"}', headers={'content-type': 'application/json'})\n"
+        "body = json.load(urllib.request.urlopen(req, timeout=10))\n"
+        "print(body['expires_ms'])\n"
+    )
+    before_ms = time.time() * 1000
+    code = main(
+        [
+            "run",
+            "--data",
+            str(tmp_path / "d"),
+            "--project",
+            str(tmp_path),
+            "--ephemeral-days",
+            "0.5",
+            "--",
+            sys.executable,
+            "-c",
+            script,
+        ]
+    )
+    assert code == 0
+    expires_ms = int(capfd.readouterr().out.strip())
+    # Half a day after creation, which happened after before_ms.
+    assert before_ms + 43_200_000 <= expires_ms <= time.time() * 1000 + 43_200_000
