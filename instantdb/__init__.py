@@ -1,5 +1,71 @@
-"""InstantDB admin SDK for Python (sync `Instant` and async `AsyncInstant`)."""
+"""InstantDB admin SDK for Python (sync `Instant` and async `AsyncInstant`).
 
+from instantdb import Instant, id
+
+db = Instant()  # INSTANT_APP_ID / INSTANT_APP_ADMIN_TOKEN from the environment
+db.transact(db.tx.goals[id()].update({"title": "Get fit"}))
+db.query({"goals": {}})
+"""
+
+from ._async_client import AsyncInstant
+from ._client import Instant
+from ._errors import (
+    InstantAPIError,
+    InstantConnectionError,
+    InstantEncodeError,
+    InstantError,
+    InstantNetworkError,
+    InstantPermissionError,
+    InstantQueryTimeoutError,
+    InstantRateLimitError,
+    InstantServerError,
+    InstantTimeoutError,
+    InstantTypeError,
+    InstantValidationError,
+    InstantValueError,
+)
+from ._ids import id, lookup
+from ._retry import RetryPolicy
+from ._types import (
+    Chunks,
+    DebugResult,
+    Query,
+    QueryResult,
+    RuleParams,
+    Rules,
+    Schema,
+    TransactResult,
+    TxChunk,
+)
 from ._version import __version__
 
-__all__ = ["__version__"]
+__all__ = [
+    "AsyncInstant",
+    "Chunks",
+    "DebugResult",
+    "Instant",
+    "InstantAPIError",
+    "InstantConnectionError",
+    "InstantEncodeError",
+    "InstantError",
+    "InstantNetworkError",
+    "InstantPermissionError",
+    "InstantQueryTimeoutError",
+    "InstantRateLimitError",
+    "InstantServerError",
+    "InstantTimeoutError",
+    "InstantTypeError",
+    "InstantValidationError",
+    "InstantValueError",
+    "Query",
+    "QueryResult",
+    "RetryPolicy",
+    "RuleParams",
+    "Rules",
+    "Schema",
+    "TransactResult",
+    "TxChunk",
+    "__version__",
+    "id",
+    "lookup",
+]
