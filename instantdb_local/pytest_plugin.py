@@ -19,7 +19,6 @@ every pytest run of an environment that has the package installed.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
 import urllib.error
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from instantdb import AsyncInstant, Instant
     from instantdb_local.instance import AppCredentials
     from instantdb_local.server import LocalServer
 
@@ -143,19 +143,16 @@ def instant_app(
     )
 
 
-def _sdk() -> Any:
-    # Imported when a client fixture is used, never at plugin load.
-    return importlib.import_module("instantdb")
-
-
-def _client_arguments(app: AppCredentials) -> dict[str, str]:
-    return {"app_id": app.app_id, "admin_token": app.admin_token, "api_uri": app.api_uri}
-
-
 @pytest.fixture
-def instant_db(instant_app: AppCredentials) -> Iterator[Any]:
+def instant_db(instant_app: AppCredentials) -> Iterator[Instant]:
     """An ``instantdb.Instant`` for ``instant_app``."""
-    db = _sdk().Instant(**_client_arguments(instant_app))
+    from instantdb import Instant
+
+    db = Instant(
+        app_id=instant_app.app_id,
+        admin_token=instant_app.admin_token,
+        api_uri=instant_app.api_uri,
+    )
     try:
         yield db
     finally:
@@ -163,11 +160,27 @@ def instant_db(instant_app: AppCredentials) -> Iterator[Any]:
 
 
 @pytest.fixture
-def async_instant_db(instant_app: AppCredentials) -> Iterator[Any]:
+def async_instant_db(instant_app: AppCredentials) -> Iterator[AsyncInstant]:
     """An ``instantdb.AsyncInstant`` for ``instant_app``; use it inside your event loop."""
-    db = _sdk().AsyncInstant(**_client_arguments(instant_app))
+    import httpx
+
+    # No connection is kept between requests: the test's event loop ends before this
+    # fixture's teardown, and pooled connections can neither outlive their loop nor be
+    # closed from another one. On loopback a fresh connection per request costs little.
+    http = httpx.AsyncClient(
+        limits=httpx.Limits(max_keepalive_connections=0),
+        timeout=httpx.Timeout(60.0, connect=10.0),
+        follow_redirects=False,
+    )
+    from instantdb import AsyncInstant
+
+    db = AsyncInstant(
+        app_id=instant_app.app_id,
+        admin_token=instant_app.admin_token,
+        api_uri=instant_app.api_uri,
+        http_client=http,
+    )
     try:
         yield db
     finally:
-        # The test's loop is gone by now; closing in a fresh one releases the client.
-        asyncio.run(db.aclose())
+        asyncio.run(http.aclose())

@@ -13,7 +13,6 @@ reserved) up front with no race; `start` returns once the server accepts request
 
 from __future__ import annotations
 
-import importlib
 import logging
 import shutil
 import socket
@@ -37,6 +36,8 @@ from instantdb_local.instance import (
 
 if TYPE_CHECKING:
     import uvicorn
+
+    from instantdb import AsyncInstant, Instant
 
 __all__ = ["AppCredentials", "LocalServer", "bind_socket", "uvicorn_server"]
 
@@ -272,19 +273,18 @@ class LocalServer:
         record = self.instance.create_ephemeral_app(title, schema=normalized, rules=rules)
         return AppCredentials(record.id, record.admin_token, self.api_uri)
 
-    def client(self, **kwargs: Any) -> Any:
+    def client(self, **kwargs: Any) -> Instant:
         """An `instantdb.Instant` for the default app; ``kwargs`` override its arguments."""
-        return _sdk().Instant(**{**self._client_arguments(), **kwargs})
+        from instantdb import Instant
 
-    def async_client(self, **kwargs: Any) -> Any:
+        return Instant(**{**self._client_arguments(), **kwargs})
+
+    def async_client(self, **kwargs: Any) -> AsyncInstant:
         """An `instantdb.AsyncInstant` for the default app."""
-        return _sdk().AsyncInstant(**{**self._client_arguments(), **kwargs})
+        from instantdb import AsyncInstant
+
+        return AsyncInstant(**{**self._client_arguments(), **kwargs})
 
     def _client_arguments(self) -> dict[str, Any]:
         creds = self.credentials
         return {"app_id": creds.app_id, "admin_token": creds.admin_token, "api_uri": creds.api_uri}
-
-
-def _sdk() -> Any:
-    # Imported lazily: the server never needs the SDK, and the SDK may not be installed.
-    return importlib.import_module("instantdb")

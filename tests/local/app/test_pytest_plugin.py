@@ -79,7 +79,7 @@ def test_plugin_load_imports_no_server_dependencies(pytester: pytest.Pytester):
         import sys
 
         def test_nothing_heavy_loaded():
-            for name in ("starlette", "uvicorn", "instantdb_local.server"):
+            for name in ("starlette", "uvicorn", "instantdb_local.server", "instantdb"):
                 assert name not in sys.modules, name
         """
     )
