@@ -158,3 +158,17 @@ def test_listening_socket_disables_nagle():
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     finally:
         sock.close()
+
+
+def test_importing_the_package_loads_no_server_dependency():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, instantdb_local\n"
+        "heavy = [m for m in ('starlette', 'uvicorn', 'instantdb') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "instantdb_local.LocalServer\n"
+        "assert 'uvicorn' in sys.modules or 'starlette' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
