@@ -1,0 +1,212 @@
+"""Typing a column: from the schema's declared type, or inferred conservatively.
+
+The set of Python types in a column (``set(map(type, values))``, run in C) decides
+everything; values are handed to pyarrow only with a type that fits all of them, because
+pyarrow's own inference and casts are lossy at the edges ("1.0, True" becomes two
+doubles, ``1.5`` cast to int64 becomes 1).
+
+Without a schema:
+
+==========================  ==========================================================
+values (nulls aside)        column
+==========================  ==========================================================
+only strings                string
+only ints                   int64 (larger than int64: object)
+ints and floats             float64 (an int beyond 2**53 would lose digits: object)
+only booleans               boolean
+none at all                 object, all null
+anything else               object, values untouched (mixed types, lists, objects)
+==========================  ==========================================================
+
+Strings are never parsed as dates unless the schema or ``parse_dates`` says so.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from ._errors import FrameError, SchemaMismatchWarning
+from ._schema import InstantType
+from ._shape import Column
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+_NONE = type(None)
+_FLOAT_EXACT_INT = 2**53  # beyond this an int does not survive a trip through float64
+
+_ALLOWED: dict[InstantType, frozenset[type]] = {
+    "string": frozenset({str}),
+    "number": frozenset({int, float}),
+    "boolean": frozenset({bool}),
+    "date": frozenset({int, float, str}),
+    "json": frozenset(),
+}
+
+
+@dataclass
+class TypedColumn:
+    """A column ready to become a pandas or Arrow column.
+
+    ``kind`` says what ``data`` holds: ``"arrow"`` a pyarrow array, ``"datetime"`` a pandas
+    Series of ``datetime64[<unit>, UTC]``, ``"object"`` the Python values, untouched.
+    """
+
+    name: str
+    kind: Literal["arrow", "datetime", "object"]
+    data: Any
+
+
+def type_column(column: Column, *, date_columns: Collection[str], parse_dates: bool) -> TypedColumn:
+    """Type one column, warning (``SchemaMismatchWarning``) when its values defy the schema."""
+    declared = column.declared
+    if column.name in date_columns:
+        declared = "date"
+    elif declared == "date" and not parse_dates:
+        declared = None  # keep the values as given; they are typed like undeclared ones
+    values = column.values
+    kinds = set(map(type, values))
+    kinds.discard(_NONE)
+
+    if declared == "json":
+        return TypedColumn(column.name, "object", values)
+    if declared is not None:
+        if kinds <= _ALLOWED[declared]:
+            typed = _declared(column.name, values, kinds, declared)
+            if typed is not None:
+                return typed
+        _warn_mismatch(column.name, declared, values, kinds)
+    return _inferred(column.name, values, kinds)
+
+
+def _declared(
+    name: str, values: list[Any], kinds: set[type], declared: InstantType
+) -> TypedColumn | None:
+    import pyarrow as pa
+
+    if declared == "string":
+        return TypedColumn(name, "arrow", pa.array(values, type=pa.string()))
+    if declared == "boolean":
+        return TypedColumn(name, "arrow", pa.array(values, type=pa.bool_()))
+    if declared == "number":
+        array = _numbers(values, kinds, prefer_int=True)
+        return None if array is None else TypedColumn(name, "arrow", array)
+    return TypedColumn(name, "datetime", parse_date_column(name, values))
+
+
+def _inferred(name: str, values: list[Any], kinds: set[type]) -> TypedColumn:
+    import pyarrow as pa
+
+    if kinds == {str}:
+        return TypedColumn(name, "arrow", pa.array(values, type=pa.string()))
+    if kinds == {bool}:
+        return TypedColumn(name, "arrow", pa.array(values, type=pa.bool_()))
+    if kinds and kinds <= {int, float}:
+        array = _numbers(values, kinds, prefer_int=False)
+        if array is not None:
+            return TypedColumn(name, "arrow", array)
+    return TypedColumn(name, "object", values)
+
+
+def _numbers(values: list[Any], kinds: set[type], *, prefer_int: bool) -> Any:
+    """An int64 or float64 array holding exactly these numbers, or None if neither can."""
+    import pyarrow as pa
+
+    if kinds <= {int}:
+        try:
+            return pa.array(values, type=pa.int64())
+        except (OverflowError, pa.ArrowInvalid):
+            return None
+    if int in kinds and any(
+        type(v) is int and not -_FLOAT_EXACT_INT <= v <= _FLOAT_EXACT_INT for v in values
+    ):
+        return None
+    doubles = pa.array(values, type=pa.float64())
+    if prefer_int:
+        # A safe cast fails unless every value is integral and fits: "Int64 when all integral".
+        try:
+            return doubles.cast(pa.int64())
+        except pa.ArrowInvalid:
+            pass
+    return doubles
+
+
+def parse_date_column(name: str, values: list[Any]) -> pd.Series:
+    """Epoch milliseconds and date strings, possibly mixed, as one UTC datetime column.
+
+    The unit is microseconds (every epoch-ms value and every ISO string with up to six
+    fractional digits fits exactly), or nanoseconds when some string needs them.
+    """
+    import numpy as np
+    import pandas as pd
+
+    number_at = [i for i, v in enumerate(values) if type(v) is int or type(v) is float]
+    string_at = [i for i, v in enumerate(values) if type(v) is str]
+    nat = np.iinfo(np.int64).min  # the integer behind NaT
+    ticks = np.full(len(values), nat, dtype=np.int64)
+    unit = "us"
+
+    if number_at:
+        millis = np.array([values[i] for i in number_at], dtype=np.float64)
+        finite = np.isfinite(millis)
+        ticks[np.asarray(number_at)[finite]] = np.rint(millis[finite] * 1000).astype(np.int64)
+    if string_at:
+        parsed = _parse_date_strings(name, [values[i] for i in string_at])
+        naive = parsed.dt.tz_localize(None)  # wall time in UTC
+        if parsed.dt.unit == "ns":
+            nanos = naive.to_numpy().view(np.int64)
+            if (nanos % 1000).any():
+                unit = "ns"
+                ticks = np.where(ticks == nat, ticks, ticks * 1000)
+                ticks[string_at] = nanos
+            else:
+                ticks[string_at] = nanos // 1000
+        else:
+            ticks[string_at] = naive.dt.as_unit("us").to_numpy().view(np.int64)
+    stamps: pd.Series = pd.Series(ticks.view(f"datetime64[{unit}]"), copy=False)
+    in_utc: pd.Series = stamps.dt.tz_localize("UTC")
+    return in_utc
+
+
+def _parse_date_strings(name: str, strings: list[str]) -> pd.Series:
+    import pandas as pd
+
+    series = pd.Series(strings, dtype=object)
+    try:
+        parsed = pd.to_datetime(series, format="ISO8601", utc=True)
+    except (ValueError, OverflowError):
+        # The server also accepts a few non-ISO forms ("2025/01/02", RFC 2822); let pandas
+        # read those one by one.
+        try:
+            parsed = pd.to_datetime(series, format="mixed", utc=True)
+        except (ValueError, OverflowError):
+            parsed = None
+    if parsed is not None and not parsed.isna().any():
+        return parsed
+    # pandas reads "" and "NaT" as missing: that would lose a value, so it is an error too.
+    for text in strings:
+        try:
+            unreadable = pd.isna(pd.to_datetime(text, utc=True))
+        except (ValueError, OverflowError):
+            unreadable = True
+        if unreadable:
+            raise FrameError(
+                f"column {name!r} holds dates, but {text!r} cannot be read as one; pass "
+                "parse_dates=False to keep the values as given, or fix the data"
+            )
+    raise FrameError(f"column {name!r} holds dates that cannot be read together")
+
+
+def _warn_mismatch(name: str, declared: InstantType, values: list[Any], kinds: set[type]) -> None:
+    allowed = _ALLOWED[declared]
+    example = next((v for v in values if v is not None and type(v) not in allowed), None)
+    found = ", ".join(sorted(kind.__name__ for kind in kinds - allowed)) or "unexpected"
+    warnings.warn(
+        f"column {name!r} is declared {declared!r} in the schema but holds {found} values "
+        f"(e.g. {example!r}); it is typed from its values instead",
+        SchemaMismatchWarning,
+        stacklevel=2,
+    )
