@@ -68,7 +68,7 @@ def type_column(column: Column, *, date_columns: Collection[str], parse_dates: b
     elif declared == "date" and not parse_dates:
         declared = None  # keep the values as given; they are typed like undeclared ones
     values = column.values
-    kinds = set(map(type, values))
+    kinds = set(map(type, values)) if column.kinds is None else set(column.kinds)
     kinds.discard(_NONE)
 
     if declared == "json":

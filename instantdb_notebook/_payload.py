@@ -14,8 +14,6 @@ from typing import Any
 
 from ._errors import ErrorPayloadError, FrameError, NamespaceError
 
-Entity = Mapping[str, Any]
-
 
 @dataclass(frozen=True)
 class Unwrapped:
@@ -100,27 +98,27 @@ def pick_namespace(tree: Mapping[str, Any], namespace: str | None) -> str:
     return namespace
 
 
-def entities(tree: Mapping[str, Any], namespace: str) -> list[Entity]:
+def entities(tree: Mapping[str, Any], namespace: str) -> list[dict[str, Any]]:
     """The entities of a top-level namespace, checked to be a list of objects."""
     rows = tree[namespace]
     if not isinstance(rows, list):
         raise FrameError(
             f"result[{namespace!r}] should be a list of entities, got {type(rows).__name__}"
         )
-    check_entities(rows, namespace)
-    return rows
+    return as_entities(rows, namespace)
 
 
-def check_entities(rows: list[Any], where: str) -> None:
-    """Raise unless every item is an object (a dict, as JSON decoding gives)."""
-    if all(type(row) is dict for row in rows):
-        return
+def as_entities(rows: list[Any], where: str) -> list[dict[str, Any]]:
+    """The items as dicts (what JSON decoding gives), or ``FrameError`` naming a non-object."""
+    if set(map(type, rows)) <= {dict}:
+        return rows
     for position, row in enumerate(rows):
         if not isinstance(row, Mapping):
             raise FrameError(
                 f"{where}[{position}] should be an entity object, got {type(row).__name__}: "
                 f"{_preview(row)}"
             )
+    return [row if type(row) is dict else dict(row) for row in rows]
 
 
 def _listing(names: list[Any]) -> str:

@@ -1,8 +1,8 @@
 """Entities to columns: the union of keys, flattened objects, and links per link mode.
 
-The work is done column by column over plain Python lists (``[row.get(key) for row in
-rows]``, ``set(map(type, values))``), which is where CPython is fastest; nothing here
-imports pandas or pyarrow. Typing the columns is ``_dtypes``' job.
+The work is done column by column over plain Python lists with C-level loops
+(``map(dict.get, rows, repeat(key))``, ``set(map(type, values))``), which is where CPython
+is fastest; nothing here imports pandas or pyarrow. Typing the columns is ``_dtypes``' job.
 
 Rules, in the order they apply to each key of a namespace:
 
@@ -19,13 +19,13 @@ Rules, in the order they apply to each key of a namespace:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._errors import FrameError
-from ._payload import check_entities
+from ._payload import as_entities
 from ._schema import InstantType, SchemaIndex
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ class Column:
     name: str
     values: list[Any]
     declared: InstantType | None = None
+    # set(map(type, values)) when already known (None may be missing from it)
+    kinds: set[type] | None = None
 
 
 @dataclass
@@ -80,7 +82,7 @@ class _Link:
     values: list[Any]
 
 
-def shape(rows: Sequence[Mapping[str, Any]], path: str, options: ShapeOptions) -> Table:
+def shape(rows: list[dict[str, Any]], path: str, options: ShapeOptions) -> Table:
     """The columns of one namespace's entities, shaped by the link mode."""
     declared = options.schema.declared_columns(path)
     link_labels = options.schema.link_labels(path)
@@ -88,7 +90,7 @@ def shape(rows: Sequence[Mapping[str, Any]], path: str, options: ShapeOptions) -
     # dict.fromkeys over all rows' keys: the union of keys in order of first appearance,
     # so a key seen only in the last row is kept like any other.
     for key in dict.fromkeys(chain.from_iterable(rows)):
-        values = [row.get(key) for row in rows]
+        values = list(map(dict.get, rows, repeat(key)))
         kinds = set(map(type, values))
         name = str(key)
         if _is_link(name, values, kinds, link_labels):
@@ -158,8 +160,7 @@ def _children(values: list[Any], where: str) -> tuple[list[dict[str, Any]], list
         elif type(value) is dict:
             kids.append(value)
             parents.append(position)
-    check_entities(kids, where)
-    return kids, parents
+    return as_entities(kids, where), parents
 
 
 def _flatten(
@@ -170,11 +171,11 @@ def _flatten(
     options: ShapeOptions,
 ) -> list[Column]:
     if dict not in kinds or not options.flatten:
-        return [Column(name, values, declared.get(name))]
+        return [Column(name, values, declared.get(name), kinds)]
     objects = values if kinds == {dict} else [v if type(v) is dict else _EMPTY for v in values]
     sub_keys = dict.fromkeys(chain.from_iterable(objects))
     if not sub_keys:  # only {} (and maybe scalars): nothing to spread out
-        return [Column(name, values, declared.get(name))]
+        return [Column(name, values, declared.get(name), kinds)]
 
     columns: list[Column] = []
     if kinds != {dict} or not all(values):
@@ -182,7 +183,7 @@ def _flatten(
         if any(v is not None for v in rest):
             columns.append(Column(name, rest, declared.get(name)))
     for sub_key in sub_keys:
-        sub_values = [obj.get(sub_key) for obj in objects]
+        sub_values = list(map(dict.get, objects, repeat(sub_key)))
         sub_name = f"{name}{options.sep}{sub_key}"
         columns.extend(
             _flatten(sub_name, sub_values, set(map(type, sub_values)), declared, options)
@@ -253,7 +254,7 @@ def _take(values: list[Any], index: npt.NDArray[np.intp]) -> list[Any]:
 def _separate_into(
     table: Table,
     link: _Link,
-    rows: Sequence[Mapping[str, Any]],
+    rows: list[dict[str, Any]],
     path: str,
     options: ShapeOptions,
 ) -> None:
