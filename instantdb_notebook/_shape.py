@@ -7,9 +7,10 @@ is fastest; nothing here imports pandas or pyarrow. Typing the columns is ``_dty
 Rules, in the order they apply to each key of a namespace:
 
 1. A key is a *link* when the schema says so (and its values are lists, objects or null),
-   or, without a schema for that namespace, when every value is a list (or null) and every
-   item of every list is an object carrying an ``id`` (``{}`` is allowed: the server
-   returns it for a dangling link). A key whose lists are all empty counts as a link.
+   or, without a schema for that namespace, when every value is a list (or null), every
+   item of every list is an object carrying an ``id`` (or ``{}``, which the server returns
+   for a dangling link), and at least one item has an ``id``. Without a schema, a key whose
+   lists are all empty is therefore an attribute: nothing shows it is a link.
 2. Otherwise, with ``flatten``, a key holding non-empty objects becomes one column per
    sub-key (``meta.owner``), recursively. The key keeps a column of its own only for the
    values that are not non-empty objects (scalars, lists, ``{}``), when there are any, so
@@ -22,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import chain, repeat
+from operator import contains
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._errors import FrameError
@@ -123,12 +125,13 @@ def _is_link(
         return name in link_labels and kinds <= {list, dict, _NONE} and kinds != {_NONE}
     if list not in kinds or not kinds <= {list, _NONE}:
         return False
-    return all(
-        type(item) is dict and ("id" in item or not item)
-        for value in values
-        if value is not None
-        for item in value
-    )
+    items = list(chain.from_iterable(filter(None, values)))
+    if not items or set(map(type, items)) != {dict}:
+        return False
+    if all(map(contains, items, repeat("id"))):
+        return True
+    with_id = sum(1 for item in items if "id" in item)
+    return with_id > 0 and with_id + sum(1 for item in items if not item) == len(items)
 
 
 def _link_slot(name: str, values: list[Any], path: str, options: ShapeOptions) -> Column | _Link:
@@ -149,18 +152,26 @@ def _ids(value: Any) -> Any:
     return value
 
 
-def _children(values: list[Any], where: str) -> tuple[list[dict[str, Any]], list[int]]:
-    """All linked entities in order, and for each the position of its parent."""
-    kids: list[dict[str, Any]] = []
+def _linked_table(link: _Link, path: str, options: ShapeOptions) -> tuple[list[int], Table]:
+    """For each linked entity (in order) the position of its parent, and their table.
+
+    The table always has an ``id`` column, even when every linked entity is dangling
+    (``{}``), so that linked frames can always be indexed and joined by id.
+    """
+    child_path = f"{path}.{link.label}"
+    kids: list[Any] = []
     parents: list[int] = []
-    for position, value in enumerate(values):
+    for position, value in enumerate(link.values):
         if type(value) is list:
             kids.extend(value)
             parents.extend([position] * len(value))
         elif type(value) is dict:
             kids.append(value)
             parents.append(position)
-    return as_entities(kids, where), parents
+    child = shape(as_entities(kids, child_path), child_path, options)
+    if not any(column.name == "id" for column in child.columns):
+        child.columns.insert(0, Column("id", [None] * child.n_rows))
+    return parents, child
 
 
 def _flatten(
@@ -210,9 +221,7 @@ def _explode_into(table: Table, link: _Link, at: int, path: str, options: ShapeO
     inserting the child's columns at ``at``; returns how many columns were inserted."""
     import numpy as np
 
-    child_path = f"{path}.{link.label}"
-    kids, kid_parent = _children(link.values, child_path)
-    child = shape(kids, child_path, options)
+    kid_parent, child = _linked_table(link, path, options)
 
     parent_of_kid = np.asarray(kid_parent, dtype=np.intp)
     child_entity = parent_of_kid if child.origin is None else parent_of_kid[child.origin]
@@ -259,20 +268,18 @@ def _separate_into(
     options: ShapeOptions,
 ) -> None:
     """Split the link out into a table of its own, with the parent's id on every row."""
-    child_path = f"{path}.{link.label}"
-    kids, kid_parent = _children(link.values, child_path)
-    child = shape(kids, child_path, options)
+    kid_parent, child = _linked_table(link, path, options)
     parent_label = path.rsplit(".", 1)[-1]
     parent_name = options.parent_column.format(parent=parent_label)
     if any(column.name == parent_name for column in child.columns):
         raise FrameError(
-            f"the entities of {child_path!r} already have a column {parent_name!r}, the name "
+            f"the entities of {child.path!r} already have a column {parent_name!r}, the name "
             "chosen for their parent's id; pass parent_column= with another template, "
             "e.g. parent_column='_{parent}_id'"
         )
     parent_ids = [rows[position].get("id") for position in kid_parent]
     child.columns.insert(0, Column(parent_name, parent_ids))
-    table.linked[child_path] = child
+    table.linked[child.path] = child
 
 
 def _check_unique_names(table: Table, options: ShapeOptions) -> None:

@@ -22,12 +22,18 @@ GOALS_SCHEMA: dict[str, Any] = {
         "blobs": {
             "goals": {
                 "id": {"forward-identity": ["a1", "goals", "id"], "checked-data-type": None},
-                "title": {"forward-identity": ["a2", "goals", "title"], "checked-data-type": "string"},
+                "title": {
+                    "forward-identity": ["a2", "goals", "title"],
+                    "checked-data-type": "string",
+                },
                 "priority": {
                     "forward-identity": ["a3", "goals", "priority"],
                     "checked-data-type": "number",
                 },
-                "done": {"forward-identity": ["a4", "goals", "done"], "checked-data-type": "boolean"},
+                "done": {
+                    "forward-identity": ["a4", "goals", "done"],
+                    "checked-data-type": "boolean",
+                },
                 "createdAt": {
                     "forward-identity": ["a5", "goals", "createdAt"],
                     "checked-data-type": "date",
@@ -36,8 +42,14 @@ GOALS_SCHEMA: dict[str, Any] = {
             },
             "todos": {
                 "id": {"forward-identity": ["b1", "todos", "id"], "checked-data-type": None},
-                "text": {"forward-identity": ["b2", "todos", "text"], "checked-data-type": "string"},
-                "done": {"forward-identity": ["b3", "todos", "done"], "checked-data-type": "boolean"},
+                "text": {
+                    "forward-identity": ["b2", "todos", "text"],
+                    "checked-data-type": "string",
+                },
+                "done": {
+                    "forward-identity": ["b3", "todos", "done"],
+                    "checked-data-type": "boolean",
+                },
                 "dueDate": {
                     "forward-identity": ["b4", "todos", "dueDate"],
                     "checked-data-type": "date",
