@@ -23,6 +23,8 @@ Strings are never parsed as dates unless the schema or ``parse_dates`` says so.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _NONE = type(None)
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _FLOAT_EXACT_INT = 2**53  # beyond this an int does not survive a trip through float64
 
 _ALLOWED: dict[InstantType, frozenset[type]] = {
@@ -74,11 +77,16 @@ def type_column(column: Column, *, date_columns: Collection[str], parse_dates: b
     if declared == "json":
         return TypedColumn(column.name, "object", values)
     if declared is not None:
-        if kinds <= _ALLOWED[declared]:
+        allowed = _ALLOWED[declared]
+        if not kinds <= allowed:
+            example = next(v for v in values if type(v) not in allowed and v is not None)
+            found = ", ".join(sorted(kind.__name__ for kind in kinds - allowed))
+            _warn_mismatch(column.name, declared, f"holds {found} values (e.g. {example!r})")
+        else:
             typed = _declared(column.name, values, kinds, declared)
             if typed is not None:
                 return typed
-        _warn_mismatch(column.name, declared, values, kinds)
+            _warn_mismatch(column.name, declared, "holds numbers too large to store exactly")
     return _inferred(column.name, values, kinds)
 
 
@@ -200,13 +208,21 @@ def _parse_date_strings(name: str, strings: list[str]) -> pd.Series:
     raise FrameError(f"column {name!r} holds dates that cannot be read together")
 
 
-def _warn_mismatch(name: str, declared: InstantType, values: list[Any], kinds: set[type]) -> None:
-    allowed = _ALLOWED[declared]
-    example = next((v for v in values if v is not None and type(v) not in allowed), None)
-    found = ", ".join(sorted(kind.__name__ for kind in kinds - allowed)) or "unexpected"
+def _warn_mismatch(name: str, declared: InstantType, problem: str) -> None:
     warnings.warn(
-        f"column {name!r} is declared {declared!r} in the schema but holds {found} values "
-        f"(e.g. {example!r}); it is typed from its values instead",
+        f"column {name!r} is declared {declared!r} in the schema but {problem}; it is typed "
+        "from its values instead",
         SchemaMismatchWarning,
-        stacklevel=2,
+        stacklevel=_stacklevel_outside_package(),
     )
+
+
+def _stacklevel_outside_package() -> int:
+    """The ``stacklevel`` that points a warning at the caller's own code (a notebook cell),
+    however deep in this package it was raised. Called by the function that warns."""
+    level = 1
+    frame = sys._getframe(2)  # the caller of the function that warns
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    return level + 1

@@ -96,7 +96,7 @@ def shape(rows: list[dict[str, Any]], path: str, options: ShapeOptions) -> Table
         kinds = set(map(type, values))
         name = str(key)
         if _is_link(name, values, kinds, link_labels):
-            slots.append(_link_slot(name, values, path, options))
+            slots.append(_link_slot(name, values, options.links))
         else:
             slots.extend(_flatten(name, values, kinds, declared, options))
     slots.extend(_schema_only_columns(slots, declared, len(rows), options.sep))
@@ -134,10 +134,10 @@ def _is_link(
     return with_id > 0 and with_id + sum(1 for item in items if not item) == len(items)
 
 
-def _link_slot(name: str, values: list[Any], path: str, options: ShapeOptions) -> Column | _Link:
-    if options.links == "nested":
+def _link_slot(name: str, values: list[Any], links: LinkMode) -> Column | _Link:
+    if links == "nested":
         return Column(name, values, "json")
-    if options.links == "ids":
+    if links == "ids":
         return Column(name, [_ids(value) for value in values], "json")
     return _Link(name, values)
 
@@ -247,7 +247,12 @@ def _explode_into(table: Table, link: _Link, at: int, path: str, options: ShapeO
         table.origin = row_entity[parent_index].tolist()
     prefix = f"{link.label}{options.sep}"
     table.columns[at:at] = [
-        Column(prefix + column.name, _take(column.values, child_index), column.declared)
+        Column(
+            prefix + column.name,
+            _take(column.values, child_index),
+            column.declared,
+            column.kinds,  # -1 adds only None, which typing ignores
+        )
         for column in child.columns
     ]
     table.n_rows = total

@@ -122,11 +122,7 @@ def to_dataframes(
     ``dtypes`` is keyed by namespace path, then column. The other options are those of
     ``to_dataframe``.
     """
-    if not isinstance(parent_column, str) or "{parent}" not in parent_column:
-        raise FrameError(
-            f"parent_column must be a template containing '{{parent}}', e.g. "
-            f"'{{parent}}_id'; got {parent_column!r}"
-        )
+    _check_parent_column(parent_column)
     options = _shape_options("separate", flatten, sep, schema, parent_column)
     typing = _Typing.of(dtype_backend, _check_bool(parse_dates, "parse_dates"), index)
     overrides = _check_nested_dtypes(dtypes)
@@ -293,6 +289,18 @@ def _check_known_columns(
         raise FrameError(
             f"{what} names columns that {table.path!r} does not have: "
             f"{', '.join(map(repr, unknown))}; its columns are {', '.join(map(repr, known))}"
+        )
+
+
+def _check_parent_column(template: object) -> None:
+    try:
+        valid = isinstance(template, str) and template.format(parent="p") != template
+    except (KeyError, IndexError, ValueError):
+        valid = False
+    if not valid:
+        raise FrameError(
+            "parent_column must be a template containing '{parent}' and no other braces, "
+            f"e.g. '{{parent}}_id'; got {template!r}"
         )
 
 

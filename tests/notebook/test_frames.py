@@ -420,8 +420,9 @@ def test_to_dataframes_parent_column_template_and_dtypes_per_path() -> None:
     assert "parent_goals" in frames["goals.todos"].columns
     assert frames["goals.todos"]["text"].dtype == "category"
 
-    with pytest.raises(FrameError, match="containing '\\{parent\\}'"):
-        to_dataframes(_goals(), parent_column="parent")
+    for template in ("parent", "{parent}_{id}", "{parent"):
+        with pytest.raises(FrameError, match="containing '\\{parent\\}' and no other braces"):
+            to_dataframes(_goals(), parent_column=template)
     with pytest.raises(FrameError, match=r"namespace paths the result does not have: goals\.tags"):
         to_dataframes(_goals(), dtypes={"goals.tags": {"x": "int64"}})
 

@@ -181,6 +181,7 @@ def test_values_that_defy_the_schema_warn_and_are_kept() -> None:
         frame = to_dataframe({"t": rows}, schema=schema)
     messages = sorted(str(w.message) for w in caught)
     assert len(messages) == 4
+    assert {w.filename for w in caught} == {__file__}  # points at the caller's line
     assert messages[0].startswith("column 'b' is declared 'boolean' in the schema but holds int")
     # each column is typed from its values instead: nothing is coerced or lost
     assert frame["n"].dtype == "boolean"
@@ -190,6 +191,14 @@ def test_values_that_defy_the_schema_warn_and_are_kept() -> None:
     assert frame["b"].tolist() == [1]
     assert frame["d"].dtype == "boolean"
     assert frame["d"].tolist() == [False]
+
+
+def test_numbers_too_large_for_the_declared_type_warn_and_are_kept() -> None:
+    rows = [{"id": "1", "n": 2**64}, {"id": "2", "n": 0.5}]
+    with pytest.warns(SchemaMismatchWarning, match="'n' is declared 'number' .* too large"):
+        frame = to_dataframe({"t": rows}, schema={"t": {"n": "number"}})
+    assert frame["n"].dtype == object
+    assert frame["n"].tolist() == [2**64, 0.5]
 
 
 def test_no_warning_when_the_values_fit() -> None:
