@@ -35,6 +35,8 @@ from ._schema import InstantType
 from ._shape import Column
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     import pandas as pd
 
 _NONE = type(None)
@@ -221,7 +223,7 @@ def _stacklevel_outside_package() -> int:
     """The ``stacklevel`` that points a warning at the caller's own code (a notebook cell),
     however deep in this package it was raised. Called by the function that warns."""
     level = 1
-    frame = sys._getframe(2)  # the caller of the function that warns
+    frame: FrameType | None = sys._getframe(2)  # the caller of the function that warns
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame = frame.f_back
         level += 1
