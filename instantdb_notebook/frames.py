@@ -11,7 +11,7 @@ Importing this module imports neither pandas nor pyarrow; the functions do.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from ._dtypes import type_column
@@ -28,28 +28,47 @@ if TYPE_CHECKING:
 __all__ = ["FrameInfo", "to_arrow", "to_dataframe", "to_dataframes"]
 
 
-@dataclass(frozen=True, eq=False)
-class FrameInfo:
+class FrameInfo(dict[str, Any]):
     """Where a frame came from, kept in ``df.attrs["instant"]``.
 
-    ``namespace`` is the namespace path of the rows (``"goals"``, ``"goals.todos"``);
-    ``page_info`` is the subscription's page info for that namespace, when it sent one;
-    ``payload`` is exactly what was passed in (query result or subscription payload);
-    ``linked`` holds the frames split out by ``links="separate"``, keyed by path.
+    As a mapping it holds ``namespace``, the namespace path of the rows (``"goals"``,
+    ``"goals.todos"``), and ``page_info``, the subscription's page info for that namespace
+    or None. Those are small and JSON-ready, because pandas writes ``attrs`` into Parquet
+    files. Two attributes hold the rest: ``payload``, exactly what was passed in (query
+    result or subscription payload), and ``linked``, the frames split out by
+    ``links="separate"``, keyed by path.
     """
 
-    namespace: str
-    page_info: Mapping[str, Any] | None
-    payload: Mapping[str, Any] = field(repr=False)
-    linked: Mapping[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    def __init__(
+        self,
+        namespace: str,
+        page_info: Mapping[str, Any] | None,
+        payload: Mapping[str, Any],
+        linked: Mapping[str, pd.DataFrame] | None = None,
+    ) -> None:
+        super().__init__(namespace=namespace, page_info=page_info)
+        self.payload = payload
+        self.linked: Mapping[str, pd.DataFrame] = linked or {}
+
+    @property
+    def namespace(self) -> str:
+        return str(self["namespace"])
+
+    @property
+    def page_info(self) -> Mapping[str, Any] | None:
+        page_info: Mapping[str, Any] | None = self["page_info"]
+        return page_info
 
     # pandas deep-copies ``attrs`` into the result of nearly every operation; copying a
-    # whole query result each time would be slow, so the (never modified) info is shared.
+    # whole query result each time would be slow, so the info is shared instead.
     def __copy__(self) -> FrameInfo:
         return self
 
     def __deepcopy__(self, memo: dict[int, Any]) -> FrameInfo:
         return self
+
+    def __repr__(self) -> str:
+        return f"FrameInfo(namespace={self.namespace!r}, page_info={self.page_info!r})"
 
 
 def to_dataframe(
@@ -92,11 +111,13 @@ def to_dataframe(
     table = shape(entities(unwrapped.tree, name), name, options)
 
     frame = _frame(table, typing, overrides)
-    linked = {
-        path: _frame(part, typing, None)
-        for child in table.linked.values()
-        for path, part in _walk(child)
-    }
+    # parse_dates and dtypes name the main frame's columns, not the linked frames'
+    linked_typing = replace(typing, date_columns=frozenset())
+    linked: dict[str, pd.DataFrame] = {}
+    for child in table.linked.values():
+        for path, part in _walk(child):
+            linked[path] = _frame(part, linked_typing, None)
+            linked[path].attrs["instant"] = _info(unwrapped, path, {})
     frame.attrs["instant"] = _info(unwrapped, name, linked)
     return frame
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import pickle
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -247,6 +249,16 @@ def test_links_separate_splits_links_into_frames_with_the_parent_id() -> None:
     tags = info.linked["goals.todos.tags"]
     assert _values(tags, "todos_id") == ["t1"]
     assert _values(tags, "n") == [1]
+    assert tags.attrs["instant"].namespace == "goals.todos.tags"
+
+
+def test_parse_dates_and_dtypes_of_separate_links_apply_to_the_main_frame_only() -> None:
+    result = {"goals": [{"id": "g1", "due": "2025-01-01", "todos": [{"id": "t1", "due": "x"}]}]}
+    frame = to_dataframe(result, links="separate", parse_dates=["due"], dtypes={"id": "category"})
+    assert str(frame["due"].dtype) == "datetime64[us, UTC]"
+    todos = frame.attrs["instant"].linked["goals.todos"]
+    assert _values(todos, "due") == ["x"]
+    assert todos.index.dtype == "string"
 
 
 def test_a_dangling_link_target_stays_a_row_without_an_id() -> None:
@@ -358,8 +370,22 @@ def test_frame_info_is_shared_not_copied_by_pandas_operations() -> None:
     derived = frame[frame["priority"] > 1].head(1)
     assert derived.attrs["instant"] is info
     assert copy.deepcopy(info) is info
-    assert "payload" not in repr(info)
     assert repr(info) == "FrameInfo(namespace='goals', page_info=None)"
+
+
+def test_frames_with_their_info_can_be_saved(tmp_path: Path) -> None:
+    payload = {"type": "ok", "data": _goals(), "page_info": {"goals": {"has_next_page": True}}}
+    frame = to_dataframe(payload)
+    assert frame.attrs["instant"] == {"namespace": "goals", "page_info": {"has_next_page": True}}
+
+    # pandas writes attrs into Parquet metadata as JSON: only namespace and page_info go
+    frame.drop(columns="todos").to_parquet(tmp_path / "goals.parquet")
+    restored = pd.read_parquet(tmp_path / "goals.parquet")
+    assert restored.attrs["instant"] == frame.attrs["instant"]
+
+    unpickled = pickle.loads(pickle.dumps(frame))
+    assert unpickled.attrs["instant"].payload == payload
+    assert unpickled.attrs["instant"].namespace == "goals"
 
 
 def test_the_result_is_not_modified() -> None:
