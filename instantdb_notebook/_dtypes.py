@@ -24,6 +24,7 @@ Strings are never parsed as dates unless the schema or ``parse_dates`` says so.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 from collections.abc import Collection
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _NONE = type(None)
+_NAT = -(2**63)  # the int64 behind NaT
+_MAX_EPOCH_MS = 8.64e15  # JavaScript's Date range: 100,000,000 days either side of 1970
+# "Z" or a numeric offset ending a string with a time of day ("...T10:00:00+02:00")
+_ZONE_SUFFIX = re.compile(r":\d\d(?:[.,]\d+)?\s*(?:[zZ]|[+-]\d\d(?::?\d\d)?)$")
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _FLOAT_EXACT_INT = 2**53  # beyond this an int does not survive a trip through float64
 
@@ -155,30 +160,60 @@ def parse_date_column(name: str, values: list[Any]) -> pd.Series:
 
     number_at = [i for i, v in enumerate(values) if type(v) is int or type(v) is float]
     string_at = [i for i, v in enumerate(values) if type(v) is str]
-    nat = np.iinfo(np.int64).min  # the integer behind NaT
-    ticks = np.full(len(values), nat, dtype=np.int64)
-    unit = "us"
+    micros = np.full(len(values), _NAT, dtype=np.int64)
+    nanos: list[tuple[list[int], Any]] = []  # string groups that need nanoseconds
 
     if number_at:
         millis = np.array([values[i] for i in number_at], dtype=np.float64)
         finite = np.isfinite(millis)
-        ticks[np.asarray(number_at)[finite]] = np.rint(millis[finite] * 1000).astype(np.int64)
-    if string_at:
-        parsed = _parse_date_strings(name, [values[i] for i in string_at])
-        naive = parsed.dt.tz_localize(None)  # wall time in UTC
+        if finite.any() and np.abs(millis[finite]).max() > _MAX_EPOCH_MS:
+            raise FrameError(
+                f"column {name!r} holds dates, but some epoch-millisecond value is beyond "
+                "the range of JavaScript dates; pass parse_dates=False to keep the values"
+            )
+        micros[np.asarray(number_at)[finite]] = np.rint(millis[finite] * 1000).astype(np.int64)
+    for positions in _by_zone(string_at, values):
+        parsed = _parse_date_strings(name, [values[i] for i in positions])
+        wall = parsed.dt.tz_localize(None)  # UTC wall time, as plain datetime64
         if parsed.dt.unit == "ns":
-            nanos = naive.to_numpy().view(np.int64)
-            if (nanos % 1000).any():
-                unit = "ns"
-                ticks = np.where(ticks == nat, ticks, ticks * 1000)
-                ticks[string_at] = nanos
-            else:
-                ticks[string_at] = nanos // 1000
+            ticks = wall.to_numpy().view(np.int64)
+            if (ticks % 1000).any():
+                nanos.append((positions, ticks))
+                continue
+            micros[positions] = ticks // 1000
         else:
-            ticks[string_at] = naive.dt.as_unit("us").to_numpy().view(np.int64)
-    stamps: pd.Series = pd.Series(ticks.view(f"datetime64[{unit}]"), copy=False)
+            micros[positions] = wall.dt.as_unit("us").to_numpy().view(np.int64)
+
+    if not nanos:
+        stamps: pd.Series = pd.Series(micros.view("datetime64[us]"), copy=False)
+    else:
+        known = micros != _NAT
+        if known.any() and np.abs(micros[known]).max() >= 2**63 // 1000:
+            raise FrameError(
+                f"column {name!r} mixes nanosecond-precise dates with dates beyond the year "
+                "2262, which no single datetime64 unit can hold; pass parse_dates=False"
+            )
+        ticks_ns = np.where(known, micros * 1000, _NAT)
+        for positions, ticks in nanos:
+            ticks_ns[positions] = ticks
+        stamps = pd.Series(ticks_ns.view("datetime64[ns]"), copy=False)
     in_utc: pd.Series = stamps.dt.tz_localize("UTC")
     return in_utc
+
+
+def _by_zone(string_at: list[int], values: list[Any]) -> list[list[int]]:
+    """The positions of date strings with a zone, then of those without.
+
+    Each group is parsed on its own: some pandas versions (2.3) apply the offset of one
+    string to the zone-less strings after it when they are parsed together.
+    """
+    if not string_at:
+        return []
+    zoned = [i for i in string_at if _ZONE_SUFFIX.search(values[i])]
+    if not zoned or len(zoned) == len(string_at):
+        return [string_at]
+    is_zoned = set(zoned)
+    return [zoned, [i for i in string_at if i not in is_zoned]]
 
 
 def _parse_date_strings(name: str, strings: list[str]) -> pd.Series:

@@ -248,6 +248,19 @@ def test_nanosecond_strings_keep_their_digits() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ([1e16], "beyond the range of JavaScript dates"),
+        (["2025-01-01T00:00:00.000000001Z", "3000-01-01"], "beyond the year 2262"),
+    ],
+)
+def test_dates_no_datetime64_can_hold_are_an_error(values: list[Any], message: str) -> None:
+    rows = [{"id": str(i), "d": v} for i, v in enumerate(values)]
+    with pytest.raises(FrameError, match=message):
+        to_dataframe({"t": rows}, schema={"t": {"d": "date"}})
+
+
 @pytest.mark.parametrize("bad", ["not a date", ""])
 def test_an_unreadable_date_is_an_error_naming_it(bad: str) -> None:
     rows = [{"id": "1", "d": "2025-01-01"}, {"id": "2", "d": bad}]
