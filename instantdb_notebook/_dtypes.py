@@ -235,6 +235,12 @@ def _parse_date_strings(name: str, strings: list[str]) -> pd.Series:
     for text in strings:
         try:
             unreadable = pd.isna(pd.to_datetime(text, utc=True))
+        except pd.errors.OutOfBoundsDatetime:
+            raise FrameError(
+                f"column {name!r} holds dates, but {text!r} is outside the range this pandas "
+                f"version can hold (pandas 2 holds 1677-2262 only); upgrade pandas, or pass "
+                "parse_dates=False to keep the values as given"
+            ) from None
         except (ValueError, OverflowError):
             unreadable = True
         if unreadable:
@@ -242,7 +248,10 @@ def _parse_date_strings(name: str, strings: list[str]) -> pd.Series:
                 f"column {name!r} holds dates, but {text!r} cannot be read as one; pass "
                 "parse_dates=False to keep the values as given, or fix the data"
             )
-    raise FrameError(f"column {name!r} holds dates that cannot be read together")
+    raise FrameError(
+        f"column {name!r} holds dates that pandas cannot read together; pass "
+        "parse_dates=False to keep the values as given"
+    )
 
 
 def _warn_mismatch(name: str, declared: InstantType, problem: str) -> None:

@@ -252,7 +252,11 @@ def test_nanosecond_strings_keep_their_digits() -> None:
     ("values", "message"),
     [
         ([1e16], "beyond the range of JavaScript dates"),
-        (["2025-01-01T00:00:00.000000001Z", "3000-01-01"], "beyond the year 2262"),
+        # pandas 2 cannot parse a string past 2262 at all; pandas 3 can, but not in ns
+        (
+            ["2025-01-01T00:00:00.000000001Z", "3000-01-01"],
+            "beyond the year 2262|'3000-01-01' is outside the range",
+        ),
     ],
 )
 def test_dates_no_datetime64_can_hold_are_an_error(values: list[Any], message: str) -> None:
