@@ -152,22 +152,22 @@ def _ids(value: Any) -> Any:
     return value
 
 
-def _linked_table(link: _Link, path: str, options: ShapeOptions) -> tuple[list[int], Table]:
+def _linked_table(
+    link: _Link, path: str, options: ShapeOptions
+) -> tuple[npt.NDArray[np.intp], Table]:
     """For each linked entity (in order) the position of its parent, and their table.
 
     The table always has an ``id`` column, even when every linked entity is dangling
     (``{}``), so that linked frames can always be indexed and joined by id.
     """
+    import numpy as np
+
     child_path = f"{path}.{link.label}"
-    kids: list[Any] = []
-    parents: list[int] = []
-    for position, value in enumerate(link.values):
-        if type(value) is list:
-            kids.extend(value)
-            parents.extend([position] * len(value))
-        elif type(value) is dict:
-            kids.append(value)
-            parents.append(position)
+    # A single linked object (results fetched with inference) counts as a list of one.
+    lists = [v if type(v) is list else [v] if type(v) is dict else () for v in link.values]
+    kids = list(chain.from_iterable(lists))
+    lengths = np.fromiter(map(len, lists), dtype=np.intp, count=len(lists))
+    parents = np.repeat(np.arange(len(lists), dtype=np.intp), lengths)
     child = shape(as_entities(kids, child_path), child_path, options)
     if not any(column.name == "id" for column in child.columns):
         child.columns.insert(0, Column("id", [None] * child.n_rows))
@@ -221,9 +221,7 @@ def _explode_into(table: Table, link: _Link, at: int, path: str, options: ShapeO
     inserting the child's columns at ``at``; returns how many columns were inserted."""
     import numpy as np
 
-    kid_parent, child = _linked_table(link, path, options)
-
-    parent_of_kid = np.asarray(kid_parent, dtype=np.intp)
+    parent_of_kid, child = _linked_table(link, path, options)
     child_entity = parent_of_kid if child.origin is None else parent_of_kid[child.origin]
     n_entities = len(link.values)
     counts = np.bincount(child_entity, minlength=n_entities)
@@ -242,14 +240,16 @@ def _explode_into(table: Table, link: _Link, at: int, path: str, options: ShapeO
 
     if total != table.n_rows:
         parent_index = np.repeat(np.arange(table.n_rows), repeats)
+        picks = parent_index.tolist()
         for column in table.columns:
-            column.values = _take(column.values, parent_index)
+            column.values = list(map(column.values.__getitem__, picks))
         table.origin = row_entity[parent_index].tolist()
     prefix = f"{link.label}{options.sep}"
+    picks = child_index.tolist()
     table.columns[at:at] = [
         Column(
             prefix + column.name,
-            _take(column.values, child_index),
+            list(map([*column.values, None].__getitem__, picks)),  # -1 picks the None
             column.declared,
             column.kinds,  # -1 adds only None, which typing ignores
         )
@@ -257,12 +257,6 @@ def _explode_into(table: Table, link: _Link, at: int, path: str, options: ShapeO
     ]
     table.n_rows = total
     return len(child.columns)
-
-
-def _take(values: list[Any], index: npt.NDArray[np.intp]) -> list[Any]:
-    """values[i] for each i, None where i is -1."""
-    padded = [*values, None]  # so that -1 picks None
-    return list(map(padded.__getitem__, index.tolist()))
 
 
 def _separate_into(
@@ -282,7 +276,7 @@ def _separate_into(
             "chosen for their parent's id; pass parent_column= with another template, "
             "e.g. parent_column='_{parent}_id'"
         )
-    parent_ids = [rows[position].get("id") for position in kid_parent]
+    parent_ids = [rows[position].get("id") for position in kid_parent.tolist()]
     child.columns.insert(0, Column(parent_name, parent_ids))
     table.linked[child.path] = child
 
