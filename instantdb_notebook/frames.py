@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from ._dtypes import type_column
+from ._dtypes import TypedColumn, type_column
 from ._errors import FrameError
 from ._payload import Unwrapped, entities, pick_namespace, unwrap
 from ._render import DTYPE_BACKENDS, DtypeBackend, arrow_column, pandas_column
@@ -257,7 +257,7 @@ class _Typing:
             f"parse_dates must be True, False or a list of column names; got {parse_dates!r}"
         )
 
-    def typed_columns(self, table: Table) -> Iterator[Any]:
+    def typed_columns(self, table: Table) -> Iterator[TypedColumn]:
         if table.n_rows:
             _check_known_columns(table, self.date_columns, "parse_dates")
         for column in table.columns:
@@ -270,18 +270,20 @@ def _frame(table: Table, typing: _Typing, dtypes: Mapping[str, Any] | None) -> p
     columns = {
         column.name: pandas_column(column, typing.backend) for column in typing.typed_columns(table)
     }
-    index = typing.index
-    index_values = None
-    if index is not None:
-        index_values = columns.pop(index, None)
+    index: pd.Index = pd.RangeIndex(table.n_rows)
+    if typing.index is not None:
+        index_values = columns.pop(typing.index, None)
         if index_values is None and table.n_rows:
             raise FrameError(
-                f"the entities of {table.path!r} have no {index!r} to use as the index; "
+                f"the entities of {table.path!r} have no {typing.index!r} to use as the index; "
                 "pass index=None for a plain RangeIndex, or index='<column>'"
             )
-    frame: pd.DataFrame = pd.DataFrame(columns, index=pd.RangeIndex(table.n_rows), copy=False)
-    if index is not None:
-        frame.index = pd.Index([] if index_values is None else index_values, name=index)
+        index = pd.Index([] if index_values is None else index_values, name=typing.index)
+    # Columns sharing the frame's very index object are taken as they are; otherwise
+    # pandas would align (reindex and copy) each one.
+    for series in columns.values():
+        series.index = index
+    frame: pd.DataFrame = pd.DataFrame(columns, index=index, copy=False)
     if dtypes:
         frame = _apply_dtypes(frame, table, dtypes)
     return frame
@@ -304,8 +306,8 @@ def _apply_dtypes(frame: pd.DataFrame, table: Table, dtypes: Mapping[str, Any]) 
 def _check_known_columns(
     table: Table, names: Mapping[str, Any] | frozenset[str], what: str
 ) -> None:
-    known = {column.name for column in table.columns}
-    unknown = [name for name in names if name not in known]
+    known = [column.name for column in table.columns]
+    unknown = [name for name in names if name not in set(known)]
     if unknown:
         raise FrameError(
             f"{what} names columns that {table.path!r} does not have: "
