@@ -1,4 +1,5 @@
-"""Generated query results for the frame tests and bench/bench_frames.py.
+"""Generated query results for the frame tests and bench/bench_frames.py, and a helper
+for reading a frame's cells in tests.
 
 ``goals_result(n)`` is the shape of ``{"goals": {"todos": {}}}`` on an app whose goals
 have a nested ``meta`` object and two linked todos each: every 10th goal lacks
@@ -12,7 +13,10 @@ import json
 import random
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _EPOCH_2025_MS = 1_735_689_600_000
 _COLORS = ("red", "green", "blue", "amber")
@@ -114,3 +118,14 @@ def goals_result(n_goals: int, *, todos_per_goal: int = 2, seed: int = 7) -> dic
 def goals_json(n_goals: int, **options: Any) -> str:
     """The same result as JSON text, as the server would send it."""
     return json.dumps(goals_result(n_goals, **options))
+
+
+def cells(frame: pd.DataFrame, column: str) -> list[Any]:
+    """A column's (or the index's) values as Python objects, every missing value as None."""
+    import pandas as pd
+
+    values = frame.index.tolist() if column == frame.index.name else frame[column].tolist()
+    return [
+        None if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v) else v
+        for v in values
+    ]

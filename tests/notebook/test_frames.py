@@ -23,6 +23,7 @@ from instantdb_notebook import (
     to_dataframe,
     to_dataframes,
 )
+from tests.notebook.frames_data import cells
 
 
 def _goals() -> dict[str, Any]:
@@ -49,21 +50,6 @@ def _goals() -> dict[str, Any]:
     }
 
 
-def _values(frame: pd.DataFrame, column: str) -> list[Any]:
-    """Cell values as Python objects, with every kind of missing value as None."""
-    cells = frame.index.tolist() if column == frame.index.name else frame[column].tolist()
-    return [None if _missing(cell) else cell for cell in cells]
-
-
-def _missing(cell: Any) -> bool:
-    return (
-        cell is None
-        or cell is pd.NA
-        or cell is pd.NaT
-        or (isinstance(cell, float) and cell != cell)
-    )
-
-
 # --- one namespace, flattening -------------------------------------------------------
 
 
@@ -73,9 +59,9 @@ def test_one_row_per_entity_indexed_by_id_with_objects_flattened() -> None:
     assert frame.index.name == "id"
     assert frame.index.tolist() == ["g1", "g2", "g3"]
     assert list(frame.columns) == ["title", "priority", "meta.owner", "meta.labels.color", "todos"]
-    assert _values(frame, "priority") == [2, None, 5]
-    assert _values(frame, "meta.owner") == ["ann", "bob", None]
-    assert _values(frame, "meta.labels.color") == ["red", None, None]
+    assert cells(frame, "priority") == [2, None, 5]
+    assert cells(frame, "meta.owner") == ["ann", "bob", None]
+    assert cells(frame, "meta.labels.color") == ["red", None, None]
 
 
 def test_sep_names_flattened_columns_and_flatten_false_keeps_objects() -> None:
@@ -84,7 +70,7 @@ def test_sep_names_flattened_columns_and_flatten_false_keeps_objects() -> None:
     frame = to_dataframe(_goals(), flatten=False)
     assert list(frame.columns) == ["title", "priority", "meta", "todos"]
     assert frame["meta"].dtype == object
-    assert _values(frame, "meta") == [
+    assert cells(frame, "meta") == [
         {"owner": "ann", "labels": {"color": "red"}},
         {"owner": "bob"},
         None,
@@ -104,8 +90,8 @@ def test_a_key_mixing_objects_and_other_values_keeps_those_values_in_its_own_col
     frame = to_dataframe(result)
 
     assert list(frame.columns) == ["meta", "meta.a"]
-    assert _values(frame, "meta") == [None, "plain text", {}, None, [1, 2]]
-    assert _values(frame, "meta.a") == [1, None, None, None, None]
+    assert cells(frame, "meta") == [None, "plain text", {}, None, [1, 2]]
+    assert cells(frame, "meta.a") == [1, None, None, None, None]
 
 
 def test_a_null_object_adds_no_column_of_its_own() -> None:
@@ -116,7 +102,7 @@ def test_a_null_object_adds_no_column_of_its_own() -> None:
 def test_a_column_that_is_null_everywhere_is_kept() -> None:
     frame = to_dataframe({"things": [{"id": "1", "gone": None}, {"id": "2", "gone": None}]})
     assert list(frame.columns) == ["gone"]
-    assert _values(frame, "gone") == [None, None]
+    assert cells(frame, "gone") == [None, None]
 
 
 def test_keys_first_seen_late_are_kept() -> None:
@@ -134,7 +120,7 @@ def test_keys_first_seen_late_are_kept() -> None:
 def test_a_column_mixing_ints_and_strings_keeps_every_value_as_given() -> None:
     frame = to_dataframe({"t": [{"id": "1", "v": 1}, {"id": "2", "v": "one"}, {"id": "3"}]})
     assert frame["v"].dtype == object
-    assert _values(frame, "v") == [1, "one", None]
+    assert cells(frame, "v") == [1, "one", None]
 
 
 def test_booleans_are_never_mixed_up_with_numbers() -> None:
@@ -152,10 +138,10 @@ def test_inferred_numeric_columns() -> None:
     frame = to_dataframe({"t": rows})
     assert frame["ints"].dtype == "Int64"
     assert frame["mixed"].dtype == "Float64"
-    assert _values(frame, "mixed") == [1.0, 2.5, None]
+    assert cells(frame, "mixed") == [1.0, 2.5, None]
     # beyond int64: kept exactly, as Python ints
     assert frame["huge"].dtype == object
-    assert _values(frame, "huge") == [2**70, 1, None]
+    assert cells(frame, "huge") == [2**70, 1, None]
 
 
 def test_a_name_clash_between_an_attribute_and_a_flattened_column_is_an_error() -> None:
@@ -179,7 +165,7 @@ def test_links_nested_keeps_the_lists_themselves() -> None:
 
 def test_links_ids_reduces_links_to_lists_of_ids() -> None:
     frame = to_dataframe(_goals(), links="ids")
-    assert _values(frame, "todos") == [["t1", "t2"], [], ["t1"]]
+    assert cells(frame, "todos") == [["t1", "t2"], [], ["t1"]]
 
 
 def test_links_explode_makes_one_row_per_child_prefixed_by_the_label() -> None:
@@ -195,9 +181,9 @@ def test_links_explode_makes_one_row_per_child_prefixed_by_the_label() -> None:
         "todos.text",
         "todos.done",
     ]
-    assert _values(frame, "title") == ["Ship", "Ship", "Rest", "Docs"]
-    assert _values(frame, "todos.id") == ["t1", "t2", None, "t1"]
-    assert _values(frame, "todos.done") == [False, True, None, False]
+    assert cells(frame, "title") == ["Ship", "Ship", "Rest", "Docs"]
+    assert cells(frame, "todos.id") == ["t1", "t2", None, "t1"]
+    assert cells(frame, "todos.done") == [False, True, None, False]
     assert frame["todos.done"].dtype == "boolean"
 
 
@@ -244,11 +230,11 @@ def test_links_separate_splits_links_into_frames_with_the_parent_id() -> None:
     assert list(info.linked) == ["goals.todos", "goals.todos.tags"]
     todos = info.linked["goals.todos"]
     assert todos.index.tolist() == ["t1", "t1"]
-    assert _values(todos, "goals_id") == ["g1", "g2"]
+    assert cells(todos, "goals_id") == ["g1", "g2"]
     assert list(todos.columns) == ["goals_id"]
     tags = info.linked["goals.todos.tags"]
-    assert _values(tags, "todos_id") == ["t1"]
-    assert _values(tags, "n") == [1]
+    assert cells(tags, "todos_id") == ["t1"]
+    assert cells(tags, "n") == [1]
     assert tags.attrs["instant"].namespace == "goals.todos.tags"
 
 
@@ -257,16 +243,16 @@ def test_parse_dates_and_dtypes_of_separate_links_apply_to_the_main_frame_only()
     frame = to_dataframe(result, links="separate", parse_dates=["due"], dtypes={"id": "category"})
     assert str(frame["due"].dtype) == "datetime64[us, UTC]"
     todos = frame.attrs["instant"].linked["goals.todos"]
-    assert _values(todos, "due") == ["x"]
+    assert cells(todos, "due") == ["x"]
     assert todos.index.dtype == "string"
 
 
 def test_a_dangling_link_target_stays_a_row_without_an_id() -> None:
     # The server may return {} for a link whose target is gone (server-semantics, 10).
     result = {"goals": [{"id": "g1", "todos": [{}, {"id": "t1"}]}]}
-    assert _values(to_dataframe(result, links="ids"), "todos") == [[None, "t1"]]
+    assert cells(to_dataframe(result, links="ids"), "todos") == [[None, "t1"]]
     frame = to_dataframe(result, links="explode")
-    assert _values(frame, "todos.id") == [None, "t1"]
+    assert cells(frame, "todos.id") == [None, "t1"]
 
 
 def test_lists_of_objects_without_ids_are_attributes_not_links() -> None:
@@ -354,7 +340,7 @@ def test_options_are_checked_before_any_work() -> None:
 def test_index_none_keeps_id_as_a_column_and_index_may_name_another_column() -> None:
     frame = to_dataframe(_goals(), index=None)
     assert isinstance(frame.index, pd.RangeIndex)
-    assert _values(frame, "id") == ["g1", "g2", "g3"]
+    assert cells(frame, "id") == ["g1", "g2", "g3"]
 
     by_title = to_dataframe(_goals(), index="title")
     assert by_title.index.tolist() == ["Ship", "Rest", "Docs"]
@@ -416,9 +402,9 @@ def test_to_dataframes_gives_one_frame_per_namespace_path() -> None:
     assert list(todos.columns) == ["goals_id", "text", "done"]
     # t1 is linked from g1 and g3: one row for each link
     assert todos.index.tolist() == ["t1", "t2", "t1"]
-    assert _values(todos, "goals_id") == ["g1", "g1", "g3"]
+    assert cells(todos, "goals_id") == ["g1", "g1", "g3"]
     assert frames["goals.todos"].attrs["instant"].namespace == "goals.todos"
-    assert _values(frames["tags"], "name") == ["urgent"]
+    assert cells(frames["tags"], "name") == ["urgent"]
 
 
 def test_to_dataframes_joins_reconstruct_the_nested_result() -> None:
@@ -429,7 +415,7 @@ def test_to_dataframes_joins_reconstruct_the_nested_result() -> None:
     joined = todos.reset_index().merge(
         goals, left_on="goals_id", right_index=True, suffixes=("", "_goal")
     )
-    assert _values(joined, "title") == ["Ship", "Ship", "Docs"]
+    assert cells(joined, "title") == ["Ship", "Ship", "Docs"]
     for goal in result["goals"]:
         mine = todos[todos["goals_id"] == goal["id"]].reset_index()
         rebuilt = [
@@ -458,8 +444,8 @@ def test_to_dataframes_refuses_a_parent_column_that_would_hide_an_attribute() ->
     with pytest.raises(FrameError, match=r"already have a column 'goals_id'.*parent_column="):
         to_dataframes(result)
     frames = to_dataframes(result, parent_column="_{parent}_id")
-    assert _values(frames["goals.todos"], "goals_id") == ["mine"]
-    assert _values(frames["goals.todos"], "_goals_id") == ["g1"]
+    assert cells(frames["goals.todos"], "goals_id") == ["mine"]
+    assert cells(frames["goals.todos"], "_goals_id") == ["g1"]
 
 
 # --- to_arrow ------------------------------------------------------------------------

@@ -16,17 +16,13 @@ from instantdb_notebook import (
     to_dataframe,
     to_dataframes,
 )
-from tests.notebook.frames_data import GOALS_SCHEMA, goals_result
+from tests.notebook.frames_data import GOALS_SCHEMA, cells, goals_result
 
 UTC = "UTC"
 
 
 def _ts(text: str) -> pd.Timestamp:
     return pd.Timestamp(text, tz=UTC)
-
-
-def _values(frame: pd.DataFrame, column: str) -> list[Any]:
-    return [None if (v is None or v is pd.NA or v is pd.NaT) else v for v in frame[column]]
 
 
 def _result() -> dict[str, Any]:
@@ -60,7 +56,7 @@ def test_server_schema_types_every_checked_attribute() -> None:
 
     assert frame["title"].dtype == "string"
     assert frame["priority"].dtype == "Int64"
-    assert _values(frame, "priority") == [2, None]
+    assert cells(frame, "priority") == [2, None]
     assert frame["done"].dtype == "boolean"
     assert str(frame["createdAt"].dtype) == "datetime64[us, UTC]"
     assert frame["createdAt"].tolist() == [
@@ -120,9 +116,9 @@ def test_single_linked_objects_from_inference_follow_the_schema() -> None:
         "todos": [{"id": "t1", "goal": {"id": "g1", "title": "Ship"}}, {"id": "t2", "goal": None}]
     }
     exploded = to_dataframe(result, links="explode", schema=schema)
-    assert _values(exploded, "goal.id") == ["g1", None]
-    assert _values(exploded, "goal.title") == ["Ship", None]
-    assert _values(to_dataframe(result, links="ids", schema=schema), "goal") == ["g1", None]
+    assert cells(exploded, "goal.id") == ["g1", None]
+    assert cells(exploded, "goal.title") == ["Ship", None]
+    assert cells(to_dataframe(result, links="ids", schema=schema), "goal") == ["g1", None]
     # without the schema that object is just a nested object
     assert list(to_dataframe(result, links="explode").columns) == ["goal.id", "goal.title"]
 
@@ -167,9 +163,9 @@ def test_numbers_are_int64_when_all_integral_and_float64_otherwise() -> None:
     ]
     frame = to_dataframe({"t": rows}, schema=schema)
     assert frame["whole"].dtype == "Int64"
-    assert _values(frame, "whole") == [1, 3, None]
+    assert cells(frame, "whole") == [1, 3, None]
     assert frame["part"].dtype == "Float64"
-    assert _values(frame, "part") == [1.0, 0.5, None]
+    assert cells(frame, "part") == [1.0, 0.5, None]
     assert frame["none"].dtype == "Int64"
     assert frame["none"].isna().all()
 
