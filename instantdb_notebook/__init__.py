@@ -4,4 +4,16 @@ Importing this package is cheap: pandas, pyarrow, IPython and ipywidgets are imp
 only by the functions that need them.
 """
 
-__all__: list[str] = []
+from ._errors import ErrorPayloadError, FrameError, NamespaceError, SchemaMismatchWarning
+from .frames import FrameInfo, to_arrow, to_dataframe, to_dataframes
+
+__all__ = [
+    "ErrorPayloadError",
+    "FrameError",
+    "FrameInfo",
+    "NamespaceError",
+    "SchemaMismatchWarning",
+    "to_arrow",
+    "to_dataframe",
+    "to_dataframes",
+]

@@ -1,0 +1,509 @@
+"""The data directory: the apps it holds, their credentials, engines and project files.
+
+Layout (``.instant-local`` by default)::
+
+    instance.sqlite3              apps and their admin tokens, the last address served (0600)
+    apps/<app-id>/app.sqlite3     the default app's data
+    ephemeral/<app-id>/...        apps made by POST /dash/apps/ephemeral; removed on expiry
+
+Admin tokens are stored in plain text so ``instantdb-local env`` can print them again:
+they only guard a server on loopback, and the file's 0600 mode is their protection.
+
+An `Instance` is shared by every request thread, so its registry sits behind a lock; the
+engines are thread-safe by their own contract.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+from . import errors, schema_files
+from .engine import AppEngine
+
+logger = logging.getLogger("instantdb_local")
+
+DEFAULT_DATA_DIR = Path(".instant-local")
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8888
+# The real server deletes ephemeral apps two weeks after they were made.
+DEFAULT_EPHEMERAL_TTL = timedelta(days=14)
+
+_REGISTRY_FILE = "instance.sqlite3"
+_ENGINE_FILE = "app.sqlite3"
+# Project files are polled on requests, and at most this often, so editing
+# instant.perms.ts takes effect on the next request without a file watcher thread.
+_PROJECT_POLL_SECONDS = 1.0
+# Expired ephemeral apps are swept at start and then at most this often.
+_SWEEP_SECONDS = 60.0
+_PROJECT_FILE_NAMES = (
+    "instant.schema.ts",
+    "instant.schema.json",
+    "instant.perms.ts",
+    "instant.perms.json",
+)
+
+
+class EngineFactory(Protocol):
+    """Makes one app's engine; `AppEngine` itself is the default."""
+
+    def __call__(self, path: Path, *, app_id: str) -> AppEngine: ...
+
+
+@dataclass(frozen=True)
+class AppRecord:
+    """One app of this instance. ``repr`` leaves the admin token out."""
+
+    id: str
+    title: str
+    admin_token: str = field(repr=False)
+    created_at_ms: int
+    expires_at_ms: int | None = None
+
+    @property
+    def is_ephemeral(self) -> bool:
+        return self.expires_at_ms is not None
+
+    def created_at_iso(self) -> str:
+        # The real server renders the dates it makes as whole-second UTC strings.
+        moment = datetime.fromtimestamp(self.created_at_ms / 1000, tz=timezone.utc)
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class AppCredentials:
+    """How to reach one app. ``repr`` leaves the admin token out."""
+
+    app_id: str
+    admin_token: str = field(repr=False)
+    api_uri: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The three environment variables the SDK and the examples read."""
+        return {
+            "INSTANT_APP_ID": self.app_id,
+            "INSTANT_APP_ADMIN_TOKEN": self.admin_token,
+            "INSTANT_API_URI": self.api_uri,
+        }
+
+
+@dataclass(frozen=True)
+class _ProjectState:
+    signature: tuple[tuple[str, int, int], ...]
+    checked_at: float
+
+
+class Instance:
+    """The apps of one data directory. Open with `Instance.open`, close when done."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        registry: sqlite3.Connection,
+        *,
+        project_dir: Path | None,
+        ephemeral_ttl: timedelta,
+        engine_factory: EngineFactory,
+        clock: Callable[[], float],
+    ) -> None:
+        # Use Instance.open(); this constructor only wires parts together.
+        self.data_dir = data_dir
+        self.project_dir = project_dir
+        self.ephemeral_ttl = ephemeral_ttl
+        self._registry = registry
+        self._engine_factory = engine_factory
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._project_lock = threading.Lock()
+        self._engines: dict[str, AppEngine] = {}
+        self._apps: dict[str, AppRecord] = {}
+        self._project: _ProjectState | None = None
+        self._last_sweep = float("-inf")
+        self._closed = False
+
+    # -- opening and closing ----------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: Path | str = DEFAULT_DATA_DIR,
+        *,
+        project_dir: Path | str | None = None,
+        ephemeral_ttl: timedelta = DEFAULT_EPHEMERAL_TTL,
+        engine_factory: EngineFactory | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> Instance:
+        """Open (creating if needed) a data directory and its default app."""
+        if ephemeral_ttl <= timedelta(0):
+            raise ValueError(f"ephemeral_ttl must be positive, got {ephemeral_ttl}")
+        data = Path(data_dir).expanduser().resolve()
+        project = Path(project_dir).expanduser().resolve() if project_dir is not None else None
+        if project is not None and not project.is_dir():
+            raise FileNotFoundError(f"Project directory {project} is not a directory.")
+        _make_private_dir(data)
+        registry = _open_registry(data / _REGISTRY_FILE)
+        instance = cls(
+            data,
+            registry,
+            project_dir=project,
+            ephemeral_ttl=ephemeral_ttl,
+            engine_factory=engine_factory or AppEngine,
+            clock=clock,
+        )
+        try:
+            instance._load_apps()
+            instance.sweep_expired()
+            instance.refresh_project(force=True)
+        except BaseException:
+            instance.close()
+            raise
+        return instance
+
+    def close(self) -> None:
+        """Close every engine and the registry. Safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            engines = list(self._engines.values())
+            self._engines.clear()
+        for engine in engines:
+            try:
+                engine.close()
+            except Exception:
+                logger.exception("Closing the engine of app %s failed", engine.app_id)
+        self._registry.close()
+
+    def __enter__(self) -> Instance:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Instance(data_dir={str(self.data_dir)!r}, apps={len(self._apps)})"
+
+    # -- apps and credentials -----------------------------------------------------------
+
+    @property
+    def default_app(self) -> AppRecord:
+        with self._lock:
+            for record in self._apps.values():
+                if not record.is_ephemeral:
+                    return record
+        raise RuntimeError("The data directory has no default app")  # _load_apps makes one
+
+    def find_app(self, app_id: str) -> AppRecord | None:
+        """The app with this id, or None if there is none or it has expired."""
+        self._sweep_if_due()
+        with self._lock:
+            record = self._apps.get(app_id)
+        if record is not None and self._is_expired(record):
+            self._remove_app(record)
+            return None
+        return record
+
+    def require_app(self, app_id: str) -> AppRecord:
+        record = self.find_app(app_id)
+        if record is None:
+            raise errors.record_not_found("app", args=[{"id": app_id}])
+        return record
+
+    def check_admin_token(self, app_id: str, token: str) -> AppRecord:
+        """The app, if ``token`` is its admin token; else the real server's 400."""
+        record = self.find_app(app_id)
+        # Compare in constant time; the answer for an unknown app and a wrong token is
+        # the same, as on the real server.
+        if record is None or not _same_secret(record.admin_token, token):
+            raise errors.invalid_admin_token()
+        return record
+
+    def engine(self, app_id: str) -> AppEngine:
+        """The app's engine, opened on first use. Raises record-not-found for no such app."""
+        record = self.require_app(app_id)
+        if not record.is_ephemeral:
+            self.refresh_project()
+        return self._engine_for(record)
+
+    def create_ephemeral_app(
+        self,
+        title: str,
+        *,
+        schema: Mapping[str, Any] | None = None,
+        rules: Mapping[str, Any] | None = None,
+    ) -> AppRecord:
+        """A fresh isolated app that is removed after `ephemeral_ttl`.
+
+        ``schema`` is in the vectors' shape (see `schema_files.normalize_schema`). If the
+        schema or rules are rejected, the app is removed again and the error raised.
+        """
+        now_ms = self._now_ms()
+        record = AppRecord(
+            id=str(uuid.uuid4()),
+            title=title,
+            admin_token=str(uuid.uuid4()),
+            created_at_ms=now_ms,
+            expires_at_ms=now_ms + int(self.ephemeral_ttl.total_seconds() * 1000),
+        )
+        self._insert_app(record)
+        try:
+            engine = self._engine_for(record)
+            if schema is not None:
+                engine.apply_schema(schema)
+            if rules is not None:
+                engine.set_rules(rules)
+        except BaseException:
+            self._remove_app(record)
+            raise
+        return record
+
+    def sweep_expired(self) -> int:
+        """Remove every expired ephemeral app; return how many were removed."""
+        self._last_sweep = self._clock()
+        with self._lock:
+            expired = [r for r in self._apps.values() if self._is_expired(r)]
+        for record in expired:
+            self._remove_app(record)
+        return len(expired)
+
+    # -- the address the server was last started on -------------------------------------
+
+    def record_address(self, host: str, port: int) -> None:
+        with self._lock:
+            self._registry.execute(
+                "INSERT OR REPLACE INTO settings (key, value) VALUES ('api_uri', ?)",
+                (api_uri(host, port),),
+            )
+            self._registry.commit()
+
+    def last_api_uri(self) -> str | None:
+        with self._lock:
+            row = self._registry.execute(
+                "SELECT value FROM settings WHERE key = 'api_uri'"
+            ).fetchone()
+        return str(row[0]) if row else None
+
+    # -- project files ------------------------------------------------------------------
+
+    def refresh_project(self, *, force: bool = False) -> bool:
+        """Apply the project's schema and rules to the default app if its files changed.
+
+        Polls file modification times at most once a second. A file that cannot be read
+        is logged with its location and the previous schema and rules stay in force.
+        Returns True when new files were applied.
+        """
+        if self.project_dir is None:
+            return False
+        now = self._clock()
+        state = self._project
+        if not force and state is not None and now - state.checked_at < _PROJECT_POLL_SECONDS:
+            return False
+        # One thread reloads; the others carry on with the rules in force.
+        if not self._project_lock.acquire(blocking=force):
+            return False
+        try:
+            signature = _project_signature(self.project_dir)
+            unchanged = state is not None and state.signature == signature
+            self._project = _ProjectState(signature, now)
+            if unchanged:
+                return False
+            if not signature:
+                # No project files (any more). Rules only ever come from these files, so
+                # deleting them removes the rules; attributes, like on the real server,
+                # stay.
+                if state is not None and state.signature:
+                    self._engine_for(self.default_app).set_rules(None)
+                    logger.info("Project files removed; the default app has no rules now")
+                return False
+            return self._apply_project(self.project_dir)
+        finally:
+            self._project_lock.release()
+
+    def _apply_project(self, project_dir: Path) -> bool:
+        try:
+            files = schema_files.load_project(project_dir)
+        except schema_files.SchemaFileError as exc:
+            logger.error(
+                "Project files not applied; the previous schema and rules stay in force: %s",
+                exc,
+            )
+            return False
+        engine = self._engine_for(self.default_app)
+        try:
+            if files.schema is not None:
+                engine.apply_schema(files.schema)
+            engine.set_rules(files.rules)
+        except errors.ServerError as exc:
+            logger.error(
+                "Project files %s not fully applied: %s %s",
+                ", ".join(str(p) for p in files.sources) or str(project_dir),
+                exc.message,
+                exc.hint or "",
+            )
+            return False
+        if files.sources:
+            logger.info("Applied %s", ", ".join(p.name for p in files.sources))
+        return True
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _is_expired(self, record: AppRecord) -> bool:
+        return record.expires_at_ms is not None and record.expires_at_ms <= self._now_ms()
+
+    def _sweep_if_due(self) -> None:
+        if self._clock() - self._last_sweep >= _SWEEP_SECONDS:
+            self.sweep_expired()
+
+    def _app_dir(self, record: AppRecord) -> Path:
+        parent = "ephemeral" if record.is_ephemeral else "apps"
+        return self.data_dir / parent / record.id
+
+    def _engine_for(self, record: AppRecord) -> AppEngine:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("The instance is closed")
+            engine = self._engines.get(record.id)
+            if engine is None:
+                app_dir = self._app_dir(record)
+                _make_private_dir(app_dir.parent)
+                _make_private_dir(app_dir)
+                engine = self._engine_factory(app_dir / _ENGINE_FILE, app_id=record.id)
+                self._engines[record.id] = engine
+            return engine
+
+    def _load_apps(self) -> None:
+        rows = self._registry.execute(
+            "SELECT id, title, admin_token, created_at_ms, expires_at_ms FROM apps"
+        ).fetchall()
+        with self._lock:
+            for row in rows:
+                record = AppRecord(*row)
+                self._apps[record.id] = record
+        if not any(not r.is_ephemeral for r in self._apps.values()):
+            self._insert_app(
+                AppRecord(
+                    id=str(uuid.uuid4()),
+                    title="local",
+                    admin_token=str(uuid.uuid4()),
+                    created_at_ms=self._now_ms(),
+                )
+            )
+
+    def _insert_app(self, record: AppRecord) -> None:
+        with self._lock:
+            self._registry.execute(
+                "INSERT INTO apps (id, title, admin_token, created_at_ms, expires_at_ms)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.title,
+                    record.admin_token,
+                    record.created_at_ms,
+                    record.expires_at_ms,
+                ),
+            )
+            self._registry.commit()
+            self._apps[record.id] = record
+
+    def _remove_app(self, record: AppRecord) -> None:
+        with self._lock:
+            if self._apps.pop(record.id, None) is None:
+                return
+            engine = self._engines.pop(record.id, None)
+            self._registry.execute("DELETE FROM apps WHERE id = ?", (record.id,))
+            self._registry.commit()
+        if engine is not None:
+            try:
+                engine.close()
+            except Exception:
+                logger.exception("Closing the engine of app %s failed", record.id)
+        shutil.rmtree(self._app_dir(record), ignore_errors=True)
+        logger.info("Removed app %s", record.id)
+
+
+def api_uri(host: str, port: int) -> str:
+    """The URI a client on this machine uses to reach a server bound to ``host:port``."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _same_secret(expected: str, given: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
+def _make_private_dir(path: Path) -> None:
+    """Create ``path`` readable by its owner only; leave an existing directory as it is."""
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        if not path.is_dir():
+            raise NotADirectoryError(f"{path} exists and is not a directory.") from None
+        return
+    # mkdir's mode is filtered by the umask; set it exactly.
+    path.chmod(0o700)
+
+
+def _open_registry(path: Path) -> sqlite3.Connection:
+    # Create the file 0600 before SQLite opens it, so there is no moment it is readable
+    # by others; SQLite gives its journal the same mode.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    path.chmod(0o600)
+    connection = sqlite3.connect(path, check_same_thread=False, isolation_level="DEFERRED")
+    try:
+        connection.execute("PRAGMA busy_timeout = 5000")
+        connection.executescript(
+            """
+            CREATE TABLE IF NOT EXISTS apps (
+                id TEXT PRIMARY KEY,
+                title TEXT NOT NULL,
+                admin_token TEXT NOT NULL,
+                created_at_ms INTEGER NOT NULL,
+                expires_at_ms INTEGER
+            );
+            CREATE TABLE IF NOT EXISTS settings (
+                key TEXT PRIMARY KEY,
+                value TEXT NOT NULL
+            );
+            """
+        )
+        connection.commit()
+    except sqlite3.DatabaseError as exc:
+        connection.close()
+        raise RuntimeError(
+            f"{path} is not a usable instance database ({exc}). Move it away or pick "
+            "another --data directory."
+        ) from exc
+    return connection
+
+
+def _project_signature(project_dir: Path) -> tuple[tuple[str, int, int], ...]:
+    signature = []
+    for name in _PROJECT_FILE_NAMES:
+        try:
+            stat = (project_dir / name).stat()
+        except FileNotFoundError:
+            continue
+        signature.append((name, stat.st_mtime_ns, stat.st_size))
+    return tuple(signature)
