@@ -129,6 +129,7 @@ def test_reconnects_after_the_server_closes_with_the_same_connection_id(
     db = harness.make()
     sub = db.subscribe_query({"goals": {}})
     first, second = collect(harness, sub, 2)
+    assert first["data"]["goals"][0]["title"] == "a"
     assert second["data"]["goals"][0]["title"] == "fresh"
     assert second["session_info"]["session_id"] == "s2"
     first_id, second_id = (r.url.params["local_connection_id"] for r in harness.api.requests)
