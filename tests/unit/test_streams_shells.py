@@ -356,6 +356,7 @@ def test_reader_resumes_after_a_drop_without_duplicates(
     db = harness.make()
     chunks, reader = read_all(harness, db, client_id="c1")
     assert "".join(chunks) == text
+    assert reader.byte_offset == len(text.encode())
     subscribes = [m for m in messages(server) if m["op"] == "subscribe-stream"]
     assert [m.get("offset") for m in subscribes] == [None, 37]
 
@@ -370,7 +371,7 @@ def test_read_as_bytes(harness: ClientHarness, server: FakeStreamServer) -> None
 
 def test_read_needs_an_id_and_a_valid_offset(harness: ClientHarness) -> None:
     db = harness.make()
-    with pytest.raises(InstantValueError, match="stream_id=... .* or client_id"):
+    with pytest.raises(InstantValueError, match=r"stream_id=\.\.\. .* or client_id"):
         db.streams.read()
     with pytest.raises(InstantValueError, match=">= 0"):
         db.streams.read(client_id="c1", byte_offset=-1)
