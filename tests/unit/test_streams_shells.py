@@ -378,3 +378,17 @@ def test_read_needs_an_id_and_a_valid_offset(harness: ClientHarness) -> None:
     with pytest.raises(InstantError, match="client_id"):
         db.streams.write(client_id="")
     assert harness.api.requests == []
+
+
+def test_sync_sessions_leave_no_thread_behind(server: FakeStreamServer) -> None:
+    harness = ClientHarness("sync")
+    harness.api.default = server.handler
+    try:
+        db = harness.make()
+        write_all(harness, db, ["a", "b"])
+        server.done = True
+        read_all(harness, db, client_id="c1")
+        alive = [t.name for t in threading.enumerate() if t.name.startswith("instantdb-stream")]
+        assert alive == []
+    finally:
+        harness.shutdown()
