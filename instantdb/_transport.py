@@ -389,8 +389,16 @@ class AsyncTransport(_TransportBase):
     async def aclose(self) -> None:
         """Close the pool if this transport created it; a borrowed client stays open."""
         self.closed = True
-        if self.owns_client:
-            await self.client.aclose()
+        if not self.owns_client:
+            return
+        if self._loop is not None and self._loop.is_closed():
+            # The pool's connections belong to a loop that has ended (a script closing
+            # the client in its own asyncio.run()); closing them would need that loop,
+            # and asyncio raises "Event loop is closed". Drop them instead: their
+            # sockets are released when they are collected.
+            self._loop = None
+            return
+        await self.client.aclose()
 
 
 def _check_client_arguments(

@@ -8,6 +8,7 @@ data back, never by looking at what the SDK sent.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import uuid
 from datetime import date, datetime, timedelta, timezone
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from instantdb import (
+    AsyncInstant,
     InstantAPIError,
     InstantError,
     InstantValidationError,
@@ -610,3 +612,21 @@ def test_context_manager_closes_and_clones_share_the_pool(
     for closed in (db, guest):
         with pytest.raises(InstantError, match="client is closed"):
             closed.query({"goals": {}})
+
+
+def test_an_async_client_outlives_event_loops(instant_app: Any) -> None:
+    # A script that calls asyncio.run() several times with one client, closing it in a
+    # last asyncio.run(): each loop's pooled connections die with that loop.
+    db = AsyncInstant(
+        app_id=instant_app.app_id, admin_token=instant_app.admin_token, api_uri=instant_app.api_uri
+    )
+
+    async def titles_after_writing(title: str) -> list[str]:
+        await db.transact(db.tx.goals[id()].update({"title": title}))
+        return sorted(goal["title"] for goal in (await db.query({"goals": {}}))["goals"])
+
+    assert asyncio.run(titles_after_writing("a")) == ["a"]
+    assert asyncio.run(titles_after_writing("b")) == ["a", "b"]
+    asyncio.run(db.aclose())
+    with pytest.raises(InstantError, match="client is closed"):
+        asyncio.run(db.query({"goals": {}}))
