@@ -394,10 +394,9 @@ class AsyncTransport(_TransportBase):
         if self._loop is not None and self._loop.is_closed():
             # The pool's connections belong to a loop that has ended (a script closing
             # the client in its own asyncio.run()); closing them would need that loop,
-            # and asyncio raises "Event loop is closed". Drop them instead: their
-            # sockets are released when they are collected.
-            self._loop = None
-            return
+            # and asyncio raises "Event loop is closed". Drop them (their sockets are
+            # released when collected) and close an empty pool in their place.
+            self.client = self._make_client()
         await self.client.aclose()
 
 
