@@ -157,6 +157,32 @@ class Sees:
 
 
 @dataclass(frozen=True)
+class SeesUsers:
+    """The actor's ``$users`` query returns exactly these users."""
+
+    users: frozenset[str]
+
+    def check(self, world: World, actor: Driven) -> None:
+        result = actor.query({"$users": {}})["$users"]
+        assert {world.name_of(user["id"]) for user in result} == self.users
+
+
+@dataclass(frozen=True)
+class SeesProjects:
+    """Each document the actor sees, with the projects it sees linked to it."""
+
+    projects: dict[str, frozenset[str]]
+
+    def check(self, world: World, actor: Driven) -> None:
+        result = actor.query({"docs": {"project": {}}})["docs"]
+        seen = {
+            world.name_of(doc["id"]): frozenset(world.name_of(p["id"]) for p in doc["project"])
+            for doc in result
+        }
+        assert seen == self.projects
+
+
+@dataclass(frozen=True)
 class Write:
     """A write as the actor: refused with permission-denied (and without effect), or done.
 
@@ -179,15 +205,21 @@ class Write:
         assert self.effect(world) is self.allowed
 
 
-def create_doc(fields: dict[str, Any], *, params: dict[str, Any] | None = None) -> Write:
-    """Create the document ``new`` with ``fields`` (as the actor's user if "ownerId": "me")."""
+def create_doc(
+    fields: dict[str, Any], *, params: dict[str, Any] | None = None, project: str | None = None
+) -> Write:
+    """Create the document ``new`` with ``fields`` ("ownerId" names a user of the world),
+    with rule params and linked to a project if given."""
 
     def run(world: World, actor: Driven) -> Any:
         values = {k: world.ids[v] if k == "ownerId" else v for k, v in fields.items()}
         chunk = actor.tx.docs[world.ids["new"]]
         if params is not None:
             chunk = chunk.rule_params(params)
-        return actor.transact(chunk.update(values))
+        chunk = chunk.update(values)
+        if project is not None:
+            chunk = chunk.link({"project": world.ids[project]})
+        return actor.transact(chunk)
 
     return Write(run, True, lambda world: world.doc("new") is not None)
 
@@ -207,6 +239,18 @@ def update_doc(name: str, values: dict[str, Any]) -> Write:
     def effect(world: World) -> bool:
         doc = world.doc(name) or {}
         return all(doc.get(key) == value for key, value in values.items())
+
+    return Write(run, True, effect)
+
+
+def update_user(name: str, values: dict[str, Any]) -> Write:
+    def run(world: World, actor: Driven) -> Any:
+        return actor.transact(actor.tx["$users"][world.ids[name]].update(values))
+
+    def effect(world: World) -> bool:
+        where = {"id": world.ids[name]}
+        user = world.admin.query({"$users": {"$": {"where": where}}})["$users"][0]
+        return all(user.get(key) == value for key, value in values.items())
 
     return Write(run, True, effect)
 
@@ -244,7 +288,7 @@ class Case:
     name: str
     rules: dict[str, Any]
     actor: str
-    expect: Sees | Write
+    expect: Sees | SeesUsers | SeesProjects | Write
 
 
 CASES = [
@@ -344,6 +388,20 @@ CASES = [
         "guest",
         Sees(frozenset({"bob"}), rule_params={"secret": "s-bob"}),
     ),
+    Case(
+        "view rules filter linked entities too",
+        {"projects": {"allow": {"view": "data.status == 'active'"}}},
+        "guest",
+        SeesProjects({"alice": frozenset({"active"}), "bob": frozenset(), "public": frozenset()}),
+    ),
+    Case("$users: a user sees only themselves", {}, "alice", SeesUsers(frozenset({"alice-user"}))),
+    Case("$users: a guest sees no user", {}, "guest", SeesUsers(NONE)),
+    Case(
+        "$users: rules replace the default",
+        {"$users": {"allow": {"view": "true"}}},
+        "guest",
+        SeesUsers(frozenset({"alice-user", "bob-user"})),
+    ),
     # -- create -------------------------------------------------------------------------
     Case(
         "create needs auth: guest refused",
@@ -419,6 +477,18 @@ CASES = [
         denied(update_doc("alice", {"title": "x", "status": "review"})),
     ),
     Case(
+        "$users: a user may update themselves",
+        {},
+        "alice",
+        allowed(update_user("alice-user", {"nick": "al"})),
+    ),
+    Case(
+        "$users: a user may not update someone else",
+        {},
+        "alice",
+        denied(update_user("bob-user", {"nick": "bobby"})),
+    ),
+    Case(
         "update rule with data.ref",
         docs_rules(update="'active' in data.ref('project.status')"),
         "bob",
@@ -455,6 +525,18 @@ CASES = [
         docs_rules(link={"project": "auth.id == data.ownerId"}),
         "alice",
         allowed(link_project("alice", "archived")),
+    ),
+    Case(
+        "link rule sees linkedData",
+        docs_rules(link={"project": "linkedData.status == 'active'"}),
+        "alice",
+        denied(link_project("alice", "archived")),
+    ),
+    Case(
+        "link rule with linkedData allows",
+        docs_rules(link={"project": "linkedData.status == 'active'"}),
+        "bob",
+        allowed(link_project("bob", "active")),
     ),
     Case(
         "unlink rule refuses",
