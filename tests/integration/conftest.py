@@ -215,7 +215,9 @@ class FaultProxy:
         self.plan: deque[Fault] = deque()
         self.requests: list[str] = []
         self.connections = 0
+        self.forwarded = 0
         self._lock = threading.Lock()
+        self._forwarded_changed = threading.Condition(self._lock)
         self._released = threading.Event()
         self._forwarder = httpx.Client(timeout=30.0)
         self._server = _ProxyServer(self)
@@ -249,7 +251,20 @@ class FaultProxy:
             self.connections += 1
 
     def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
-        return self._forwarder.request(method, self.upstream + path, headers=headers, content=body)
+        answer = self._forwarder.request(
+            method, self.upstream + path, headers=headers, content=body
+        )
+        with self._forwarded_changed:
+            self.forwarded += 1
+            self._forwarded_changed.notify_all()
+        return answer
+
+    def wait_until_forwarded(self, count: int) -> None:
+        """Wait until ``count`` requests have been answered upstream (a client that gave
+        up early may not have waited for its request to get there)."""
+        with self._forwarded_changed:
+            done = self._forwarded_changed.wait_for(lambda: self.forwarded >= count, timeout=30)
+        assert done, f"only {self.forwarded} of {count} requests were forwarded"
 
     def wait_for_release(self) -> None:
         self._released.wait(timeout=30)

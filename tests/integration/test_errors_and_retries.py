@@ -258,6 +258,7 @@ def test_a_read_timeout_retries_reads_but_not_writes(
         proxied.transact(proxied.tx.goals[id()].update({"title": "applied"}))
     assert caught.value.may_have_been_sent is True
     assert fault_proxy.requests[2:] == ["POST /admin/transact"]
+    fault_proxy.wait_until_forwarded(2)  # the retried query, then the transaction
     assert goal_titles(db) == ["applied"]
 
 
