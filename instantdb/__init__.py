@@ -38,6 +38,7 @@ from ._types import (
     TxChunk,
 )
 from ._version import __version__
+from .webhooks import InstantWebhookError, InstantWebhookSignatureError
 
 __all__ = [
     "AsyncInstant",
@@ -57,6 +58,8 @@ __all__ = [
     "InstantTypeError",
     "InstantValidationError",
     "InstantValueError",
+    "InstantWebhookError",
+    "InstantWebhookSignatureError",
     "Query",
     "QueryResult",
     "RetryPolicy",

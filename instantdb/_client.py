@@ -24,6 +24,7 @@ from ._types import (
     Schema,
     TransactResult,
 )
+from ._webhooks import Webhooks
 
 __all__ = ["Instant"]
 
@@ -61,6 +62,7 @@ class Instant(ClientBase[SyncTransport]):
         self._auth = Auth(self._settings, self._transport)
         self._storage = Storage(self._settings, self._transport)
         self._rooms = Rooms(self._settings, self._transport)
+        self._webhooks = Webhooks(self._settings, self._transport)
 
     @property
     def auth(self) -> Auth:
@@ -71,6 +73,12 @@ class Instant(ClientBase[SyncTransport]):
     def storage(self) -> Storage:
         """File uploads and downloads, as this client's identity."""
         return self._storage
+
+    @property
+    def webhooks(self) -> Webhooks:
+        """Webhooks: ``manager`` (as admin), and ``validate`` / ``fetch_payloads`` /
+        ``process_payload`` for receiving deliveries."""
+        return self._webhooks
 
     @property
     def rooms(self) -> Rooms:
