@@ -31,7 +31,7 @@ from instantdb._retry import RetrySafety
 from instantdb._settings import Settings
 
 from ._call import USER_AGENT, Call, Request, Response, admin_only_headers
-from ._responses import json_object
+from ._responses import json_body, json_object
 
 __all__ = [
     "ACTIONS",
@@ -633,8 +633,8 @@ def jwks_request(api_uri: str) -> Request:
 
 def parse_jwks(response: Response, request: Request) -> dict[str, bytes]:
     """``{kid: raw Ed25519 public key}`` of the usable keys in a JWKS answer."""
-    body = json_object(response, request)
-    keys = body.get("keys")
+    body = json_body(response, request)
+    keys = body.get("keys") if isinstance(body, dict) else None
     if not isinstance(keys, list):
         raise InstantWebhookError(
             "Invalid webhook JWKS response: no 'keys' list. Is api_uri pointing at an "

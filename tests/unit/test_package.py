@@ -57,6 +57,8 @@ def test_public_names() -> None:
             "InstantTypeError",
             "InstantValidationError",
             "InstantValueError",
+            "InstantWebhookError",
+            "InstantWebhookSignatureError",
             "Query",
             "QueryResult",
             "RetryPolicy",
