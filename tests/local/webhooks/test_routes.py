@@ -15,6 +15,8 @@ from instantdb_local.webhooks import WebhookService
 from instantdb_local.webhooks.signing import SigningKey
 
 URL = "http://127.0.0.1:9/hook"  # nothing listens: deliveries fail, events stay
+# One pooled client: a new httpx client per request costs more than the request.
+HTTP = httpx.Client(timeout=10, trust_env=False)
 
 
 def dash(app: AppCredentials, path: str = "") -> str:
@@ -27,7 +29,7 @@ def admin(app: AppCredentials) -> dict[str, str]:
 
 def request(app: AppCredentials, method: str, path: str = "", **kwargs: Any) -> httpx.Response:
     kwargs.setdefault("headers", admin(app))
-    return httpx.request(method, dash(app, path), timeout=10, **kwargs)
+    return HTTP.request(method, dash(app, path), **kwargs)
 
 
 def create(app: AppCredentials, **body: Any) -> dict[str, Any]:
@@ -38,11 +40,10 @@ def create(app: AppCredentials, **body: Any) -> dict[str, Any]:
 
 
 def transact(app: AppCredentials, *steps: list[Any]) -> int:
-    response = httpx.post(
+    response = HTTP.post(
         f"{app.api_uri}/admin/transact",
         json={"steps": list(steps)},
         headers={**admin(app), "app-id": app.app_id},
-        timeout=10,
     )
     assert response.status_code == 200, response.text
     return int(response.json()["tx-id"])
@@ -179,10 +180,9 @@ def test_get_event_and_payload_with_an_admin_token(app: AppCredentials) -> None:
         "created_at",
         "updated_at",
     }
-    payload = httpx.get(
+    payload = HTTP.get(
         f"{app.api_uri}/webhooks/payload/{app.app_id}/{hook['id']}/0/0/{tx:X}",
         headers=admin(app),
-        timeout=10,
     )
     assert payload.headers["cache-control"] == "no-store, private"
     assert payload.headers["vary"] == "Authorization"
@@ -198,9 +198,9 @@ def test_payload_follows_the_webhooks_current_actions(app: AppCredentials) -> No
     goal = str(uuid.uuid4())
     tx = transact(app, ["update", "goals", goal, {"title": "a"}])
     path = f"{app.api_uri}/webhooks/payload/{app.app_id}/{hook['id']}/0/0/{tx:X}"
-    assert len(httpx.get(path, headers=admin(app), timeout=10).json()["data"]) == 1
+    assert len(HTTP.get(path, headers=admin(app)).json()["data"]) == 1
     request(app, "POST", f"/{hook['id']}", json={"actions": ["update"]})
-    assert httpx.get(path, headers=admin(app), timeout=10).json()["data"] == []
+    assert HTTP.get(path, headers=admin(app)).json()["data"] == []
 
 
 def jwt_for(service: WebhookService, app: AppCredentials, hook: str, isn: str, **over: Any) -> str:
@@ -223,7 +223,7 @@ def test_payload_tokens_are_checked(app: AppCredentials, service: WebhookService
     path = f"{app.api_uri}/webhooks/payload/{app.app_id}/{hook}/{isn}"
 
     def fetch(token: str) -> httpx.Response:
-        return httpx.get(path, headers={"authorization": f"Bearer {token}"}, timeout=10)
+        return HTTP.get(path, headers={"authorization": f"Bearer {token}"})
 
     assert fetch(jwt_for(service, app, hook, isn)).status_code == 200
     refusals = [
@@ -242,7 +242,7 @@ def test_payload_tokens_are_checked(app: AppCredentials, service: WebhookService
 
 
 def test_jwks_lists_the_servers_key(app: AppCredentials, service: WebhookService) -> None:
-    response = httpx.get(f"{app.api_uri}/.well-known/webhooks/jwks.json", timeout=10)
+    response = HTTP.get(f"{app.api_uri}/.well-known/webhooks/jwks.json")
     assert response.json() == {"keys": [service.signing_key.jwk()]}
     assert service.signing_key.kid not in ("1034696293", "503090235")
 
@@ -250,8 +250,8 @@ def test_jwks_lists_the_servers_key(app: AppCredentials, service: WebhookService
 def test_the_signing_key_persists_in_a_private_file(tmp_path: Any) -> None:
     data = tmp_path / "data"
     with LocalServer(data_dir=data) as first:
-        kid = httpx.get(f"{first.api_uri}/.well-known/webhooks/jwks.json").json()["keys"][0]
+        kid = HTTP.get(f"{first.api_uri}/.well-known/webhooks/jwks.json").json()["keys"][0]
     assert (data / "webhooks.sqlite3").stat().st_mode & 0o777 == 0o600
     with LocalServer(data_dir=data) as second:
-        again = httpx.get(f"{second.api_uri}/.well-known/webhooks/jwks.json").json()["keys"][0]
+        again = HTTP.get(f"{second.api_uri}/.well-known/webhooks/jwks.json").json()["keys"][0]
     assert again == kid
