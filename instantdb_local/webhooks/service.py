@@ -17,7 +17,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Mapping
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -102,7 +102,10 @@ class WebhookService:
         self.store = WebhookStore(instance.data_dir / _STORE_FILE)
         self.signing_key = signing_key or self.store.signing_key(time.time_ns())
         self._lock = threading.Lock()
-        self._active_apps = self.store.apps_with_active_webhooks()
+        # Active webhooks by app, kept in memory: every commit consults it, and only the
+        # manager (under self._lock) changes it.
+        self._active: dict[str, tuple[Webhook, ...]] = {}
+        self._refresh_active()
         self._client = httpx.Client(follow_redirects=False, trust_env=False)
         self._worker = DeliveryWorker(self.store, settings or DeliverySettings(), self.deliver)
         self._stopped = False
@@ -140,15 +143,24 @@ class WebhookService:
         def on_commit(commit: Commit) -> None:
             self._record(app_id, commit)
 
-        add(on_commit, wants_changes=lambda: app_id in self._active_apps)
+        add(on_commit, wants_changes=lambda: app_id in self._active)
 
     def _record(self, app_id: str, commit: Commit) -> None:
         if not commit.changes or self._stopped:
             return
-        changes = [asdict(change) for change in commit.changes]
+        changes = [
+            {
+                "namespace": change.namespace,
+                "id": change.id,
+                "action": change.action,
+                "before": change.before,
+                "after": change.after,
+            }
+            for change in commit.changes
+        ]
         hooks = [
             hook.id
-            for hook in self.store.webhooks(app_id, active_only=True)
+            for hook in self._active.get(app_id, ())
             if records.matches(changes, hook.namespaces, hook.actions)
         ]
         if not hooks:
@@ -156,8 +168,11 @@ class WebhookService:
         self.store.record_transaction(app_id, commit.tx_id, changes, hooks, time.time_ns())
         self._worker.wake()
 
-    def _refresh_active_apps(self) -> None:
-        self._active_apps = self.store.apps_with_active_webhooks()
+    def _refresh_active(self) -> None:
+        active: dict[str, list[Webhook]] = {}
+        for hook in self.store.active_webhooks():
+            active.setdefault(hook.app_id, []).append(hook)
+        self._active = {app_id: tuple(hooks) for app_id, hooks in active.items()}
 
     # -- the manager ----------------------------------------------------------------------
 
@@ -178,7 +193,7 @@ class WebhookService:
         with self._lock:
             self._check_can_be_active(hook)
             self.store.insert_webhook(hook)
-            self._refresh_active_apps()
+            self._refresh_active()
         return hook.to_json()
 
     def update(self, app_id: str, webhook_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -197,6 +212,7 @@ class WebhookService:
             if hook.status == "active":
                 self._check_can_be_active(hook, counting=False)
             self.store.save_webhook(hook)
+            self._refresh_active()
         return hook.to_json()
 
     def set_status(
@@ -212,14 +228,14 @@ class WebhookService:
                 hook = replace(hook, status="disabled", disabled_reason=reason)
             hook = replace(hook, updated_ns=time.time_ns())
             self.store.save_webhook(hook)
-            self._refresh_active_apps()
+            self._refresh_active()
         return hook.to_json()
 
     def delete(self, app_id: str, webhook_id: str) -> dict[str, Any]:
         with self._lock:
             hook = self.require(app_id, webhook_id)
             self.store.delete_webhook(hook.id)
-            self._refresh_active_apps()
+            self._refresh_active()
         return hook.to_json()
 
     def require(self, app_id: str, webhook_id: str) -> Webhook:
@@ -421,8 +437,9 @@ class WebhookService:
         if attempt["success?"]:
             self.store.finish_attempt(event, attempt, "success", None, now)
         elif status_code == 410:
-            self.store.finish_attempt(event, attempt, "failed", None, now)
+            # The webhook first: whoever sees the event failed sees it disabled too.
             self.set_status(hook.app_id, hook.id, active=False, reason=DISABLED_BY_410)
+            self.store.finish_attempt(event, attempt, "failed", None, now)
         elif earlier + 1 >= self.settings.max_attempts:
             self.store.finish_attempt(event, attempt, "failed", None, now)
         else:

@@ -163,7 +163,9 @@ class WebhookStore:
         self._lock = threading.Lock()
         with self._lock:
             self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = FULL")
+            # WAL + NORMAL survives a crash of the process (what a restart must resume
+            # from); only a power cut may lose the last few events.
+            self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute("PRAGMA busy_timeout = 5000")
             self._conn.executescript(_SCHEMA)
 
@@ -245,9 +247,10 @@ class WebhookStore:
         )
         return [_webhook(row) for row in rows]
 
-    def apps_with_active_webhooks(self) -> set[str]:
-        rows = self._rows("SELECT DISTINCT app_id FROM webhooks WHERE status = 'active'")
-        return {row[0] for row in rows}
+    def active_webhooks(self) -> list[Webhook]:
+        """Every active webhook of every app."""
+        rows = self._rows(f"SELECT {_WEBHOOK_COLUMNS} FROM webhooks WHERE status = 'active'")
+        return [_webhook(row) for row in rows]
 
     def delete_webhook(self, webhook_id: str) -> None:
         with self._lock:

@@ -21,6 +21,14 @@ SCHEMA = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_http_client() -> Iterator[None]:
+    from tests.local.webhooks.helpers import HTTP
+
+    yield
+    HTTP.close()
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalServer]:
     with LocalServer() as running:

@@ -18,8 +18,8 @@ from instantdb_local.webhooks.isn import parse_isn
 from instantdb_local.webhooks.records import payload_key
 from instantdb_local.webhooks.store import Event
 from tests.local.webhooks.conftest import FAST_RETRIES, SCHEMA
+from tests.local.webhooks.helpers import create, request, transact
 from tests.local.webhooks.receiver import Delivery, Receiver, wait_until
-from tests.local.webhooks.test_routes import create, request, transact
 
 
 @pytest.fixture
