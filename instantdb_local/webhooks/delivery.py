@@ -170,15 +170,26 @@ class DeliveryWorker:
             self._woken = True
             self._wake.notify_all()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop claiming; wait up to ``timeout`` for deliveries in flight."""
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop claiming; wait up to ``timeout`` for deliveries in flight.
+
+        A delivery still running then is abandoned: its event stays ``processing`` and
+        goes back to ``pending`` when the worker starts again.
+        """
+        deadline = time.monotonic() + timeout
         with self._wake:
             self._stopping = True
             self._wake.notify_all()
+            while self._in_flight and time.monotonic() < deadline:
+                self._wake.wait(deadline - time.monotonic())
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(max(0.0, deadline - time.monotonic()))
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self._thread = self._pool = None
 
     def _run(self) -> None:
@@ -221,8 +232,10 @@ class DeliveryWorker:
         try:
             self._deliver(event)
         except Exception:
-            # The event stays processing and is swept back to pending later.
-            logger.exception("Delivering webhook event %s failed", event.isn)
+            # The event stays processing and is swept back to pending later. After a
+            # stop, the store and client are closed under an abandoned delivery: no news.
+            if not self._stopping:
+                logger.exception("Delivering webhook event %s failed", event.isn)
         finally:
             with self._wake:
                 self._in_flight -= 1

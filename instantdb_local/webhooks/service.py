@@ -58,9 +58,16 @@ def service_for(instance: Instance) -> WebhookService:
         if service is None:
             service = WebhookService(instance, settings=settings_from_environment())
             _services[instance] = service
-            instance.on_close(service.stop)
+            instance.on_close(lambda: _forget(instance))
             service.start()
         return service
+
+
+def _forget(instance: Instance) -> None:
+    with _services_lock:
+        service = _services.pop(instance, None)
+    if service is not None:
+        service.stop()
 
 
 def settings_from_environment() -> DeliverySettings:
