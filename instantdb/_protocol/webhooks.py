@@ -668,10 +668,10 @@ def _b64url(text: str) -> bytes:
 class JwksCache:
     """Signing keys fetched from JWKS endpoints, shared by every client of the process.
 
-    Keyed by the API's origin and the key id. A key is trusted for ``ttl`` seconds after
-    the fetch that returned it; a kid that is not known causes at most one fetch per
-    ``refetch_after`` seconds per origin, so a flood of forged kids cannot turn a receiver
-    into a JWKS fetch loop against Instant.
+    Keyed by the API's base URL and the key id. A key is trusted for ``ttl`` seconds
+    after the fetch that returned it; a kid that is not known causes at most one fetch
+    per ``refetch_after`` seconds per base URL, so a flood of forged kids cannot turn a
+    receiver into a JWKS fetch loop against Instant.
     """
 
     def __init__(
@@ -690,7 +690,7 @@ class JwksCache:
 
     def key(self, api_uri: str, kid: str) -> bytes | None:
         """The cached key, or None if it must be fetched."""
-        origin = origin_of(api_uri)
+        origin = _base_of(api_uri)
         with self._lock:
             entry = self._keys.get((origin, kid))
             if entry is not None and self._clock() < entry[1]:
@@ -699,13 +699,13 @@ class JwksCache:
 
     def may_fetch(self, api_uri: str) -> bool:
         """Whether a fetch for an unknown kid is allowed now."""
-        origin = origin_of(api_uri)
+        origin = _base_of(api_uri)
         with self._lock:
             last = self._fetched_at.get(origin)
             return last is None or self._clock() - last >= self.refetch_after
 
     def store(self, api_uri: str, keys: Mapping[str, bytes]) -> None:
-        origin = origin_of(api_uri)
+        origin = _base_of(api_uri)
         now = self._clock()
         with self._lock:
             self._fetched_at[origin] = now
@@ -721,10 +721,15 @@ class JwksCache:
 JWKS_CACHE = JwksCache()
 
 
+def _base_of(api_uri: str) -> str:
+    """The base URL a JWKS belongs to: origin (normalized) and path prefix."""
+    return origin_of(api_uri) + urlsplit(api_uri).path.rstrip("/")
+
+
 def unknown_kid(api_uri: str, kid: str) -> InstantWebhookSignatureError:
     return InstantWebhookSignatureError(
         f"Instant-Signature names signing key kid={short_repr(kid)}, which "
-        f"{origin_of(api_uri)}{JWKS_PATH} does not list. The delivery was not signed by "
+        f"{_base_of(api_uri)}{JWKS_PATH} does not list. The delivery was not signed by "
         "the Instant server this client is configured for (check api_uri)."
     )
 

@@ -487,3 +487,19 @@ def test_standalone_fetch_refuses_a_foreign_host_by_default_api_uri() -> None:
     # Without api_uri (and no INSTANT_API_URI), only Instant's production API is trusted.
     with pytest.raises(InstantValueError, match=r"https://api\.instantdb\.com"):
         webhooks.fetch_payloads({"payloadUrl": PAYLOAD_URL, "token": JWT})
+
+
+def test_the_key_cache_expires_keys_and_spaces_out_refetches() -> None:
+    now = [1000.0]
+    cache = protocol.JwksCache(ttl=60, refetch_after=10, clock=lambda: now[0])
+    base = "http://localhost:8888/"
+    assert cache.may_fetch(base)
+    cache.store(base, {"1": b"k" * 32})
+    assert cache.key("http://LOCALHOST:8888", "1") == b"k" * 32
+    assert cache.key("http://localhost:8888/other", "1") is None  # another base URL
+    assert cache.key(base, "2") is None
+    assert not cache.may_fetch(base)
+    now[0] += 10
+    assert cache.may_fetch(base)
+    now[0] += 50
+    assert cache.key(base, "1") is None  # past its ttl: fetched again
