@@ -131,6 +131,9 @@ class Instance:
         self._project: _ProjectState | None = None
         self._last_sweep = float("-inf")
         self._closed = False
+        # Features that follow every engine (webhooks watch commits) hook in here.
+        self._engine_hooks: list[Callable[[AppEngine], None]] = []
+        self._close_hooks: list[Callable[[], None]] = []
 
     # -- opening and closing ----------------------------------------------------------
 
@@ -176,6 +179,13 @@ class Instance:
             if self._closed:
                 return
             self._closed = True
+            close_hooks = list(self._close_hooks)
+        for hook in reversed(close_hooks):
+            try:
+                hook()
+            except Exception:
+                logger.exception("A close hook of the instance failed")
+        with self._lock:
             engines = list(self._engines.values())
             self._engines.clear()
         for engine in engines:
@@ -184,6 +194,19 @@ class Instance:
             except Exception:
                 logger.exception("Closing the engine of app %s failed", engine.app_id)
         self._registry.close()
+
+    def on_engine_open(self, hook: Callable[[AppEngine], None]) -> None:
+        """Call ``hook(engine)`` for every engine open now and every one opened later."""
+        with self._lock:
+            self._engine_hooks.append(hook)
+            engines = list(self._engines.values())
+        for engine in engines:
+            hook(engine)
+
+    def on_close(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` when the instance closes, before its engines close."""
+        with self._lock:
+            self._close_hooks.append(hook)
 
     def __enter__(self) -> Instance:
         return self
@@ -383,6 +406,8 @@ class Instance:
                 _make_private_dir(app_dir)
                 engine = self._engine_factory(app_dir / _ENGINE_FILE, app_id=record.id)
                 self._engines[record.id] = engine
+                for hook in self._engine_hooks:
+                    hook(engine)
             return engine
 
     def _load_apps(self) -> None:

@@ -34,10 +34,6 @@ PENDING: list[tuple[tuple[str, ...], str, str]] = [
     (("GET",), "/admin/storage/signed-download-url", "Signed storage URLs"),
     (("GET",), "/admin/soft_deleted_attrs", "Soft-deleted attributes"),
     (("GET",), "/admin/rooms/presence", "Rooms presence"),
-    (("GET", "POST"), "/dash/apps/{app_id}/webhooks", "Webhooks"),
-    (("GET", "POST", "DELETE"), "/dash/apps/{app_id}/webhooks/{rest:path}", "Webhooks"),
-    (("GET",), "/webhooks/payload/{rest:path}", "Webhooks"),
-    (("GET",), "/.well-known/webhooks/jwks.json", "Webhooks"),
 ]
 
 
