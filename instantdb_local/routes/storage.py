@@ -179,16 +179,13 @@ def _too_large(limit: int, size: int) -> ServerError:
 
 
 def _length_mismatch(declared: int, received: int) -> ServerError:
-    return errors.validation_failed(
-        "body",
-        None,
-        [
-            {
-                "message": f"the content-length header announced {declared} bytes but "
-                f"{'more' if received > declared else received} arrived; nothing was stored"
-            }
-        ],
-    )
+    if received > declared:
+        problem = f"the body is longer than the {declared} bytes its content-length announced"
+    else:
+        problem = (
+            f"the body ended after {received} of the {declared} bytes its content-length announced"
+        )
+    return errors.validation_failed("body", None, [{"message": f"{problem}; nothing was stored"}])
 
 
 def _storage_denied(action: str) -> ServerError:
