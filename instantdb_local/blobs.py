@@ -139,11 +139,13 @@ class IncomingBlob:
     def __repr__(self) -> str:
         return f"IncomingBlob({self.path.name!r}, size={self.size})"
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
+    def write(self, *pieces: bytes | bytearray | memoryview) -> None:
+        """Append ``pieces`` in order (several at once spare joining them first)."""
         if self._file is None:
             raise RuntimeError("this upload is already finished")
-        self._file.write(data)
-        self.size += len(data)
+        for piece in pieces:
+            self._file.write(piece)
+            self.size += len(piece)
 
     def finish(self) -> None:
         """Flush and fsync: after this the bytes are on disk."""

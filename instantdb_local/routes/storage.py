@@ -14,6 +14,7 @@ like the real server's pre-signed S3 URLs: the unguessable location id is the ke
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any, BinaryIO
 
@@ -41,7 +42,7 @@ from ._plumbing import (
 DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024**3
 
 # Received pieces are gathered up to this size before a worker thread writes them.
-_WRITE_BYTES = 1024 * 1024
+_WRITE_BYTES = 4 * 1024 * 1024
 # Pieces of a blob sent per worker-thread read.
 _READ_BYTES = 1024 * 1024
 # A refused upload's body is read and dropped up to this size before answering, so the
@@ -108,22 +109,58 @@ def _authorize(call: Call, path: str) -> AppEngine:
 
 
 async def _receive(request: Request, blob: IncomingBlob, declared: int | None, limit: int) -> None:
-    pending = bytearray()
+    writer = _Writer(blob)
+    batch: list[bytes] = []
+    batched = 0
     received = 0
-    async for piece in request.stream():
-        received += len(piece)
-        if declared is not None and received > declared:
+    try:
+        async for piece in request.stream():
+            received += len(piece)
+            if declared is not None and received > declared:
+                raise _length_mismatch(declared, received)
+            if received > limit:
+                raise _too_large(limit, received)
+            batch.append(piece)
+            batched += len(piece)
+            if batched >= _WRITE_BYTES:
+                await writer.write(batch)
+                batch, batched = [], 0
+        if declared is not None and received != declared:
             raise _length_mismatch(declared, received)
-        if received > limit:
-            raise _too_large(limit, received)
-        pending += piece
-        if len(pending) >= _WRITE_BYTES:
-            full, pending = pending, bytearray()
-            await run_in_threadpool(blob.write, full)
-    if pending:
-        await run_in_threadpool(blob.write, pending)
-    if declared is not None and received != declared:
-        raise _length_mismatch(declared, received)
+        if batch:
+            await writer.write(batch)
+        await writer.wait()
+    finally:
+        await writer.settle()
+
+
+class _Writer:
+    """Writes batches of received pieces on a worker thread while the next batch
+    arrives. One write is in flight at a time, so at most two batches are held; the
+    overlap keeps the event loop reading the socket while the disk takes the data."""
+
+    def __init__(self, blob: IncomingBlob) -> None:
+        self._blob = blob
+        self._loop = asyncio.get_running_loop()
+        self._in_flight: asyncio.Future[None] | None = None
+
+    async def write(self, batch: list[bytes]) -> None:
+        await self.wait()
+        self._in_flight = self._loop.run_in_executor(None, self._blob.write, b"".join(batch))
+
+    async def wait(self) -> None:
+        """Wait for the write in flight; its failure (a full disk) is raised here."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            await in_flight
+
+    async def settle(self) -> None:
+        """After a failure: let the write in flight end before the file is removed."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is not None:
+            await asyncio.wait([in_flight])
+            if not in_flight.cancelled():
+                in_flight.exception()  # retrieved: it is moot once the upload failed
 
 
 async def _drain(request: Request, declared: int | None) -> None:

@@ -59,11 +59,12 @@ def test_the_body_reaches_disk_while_it_is_still_arriving(server, engine):
     try:
         sock.sendall(b"a" * (size // 2))
 
-        def half_on_disk() -> bool:
-            return any(p.stat().st_size >= 6 * MiB for p in parts(engine))
+        def some_on_disk() -> bool:
+            return any(p.stat().st_size >= 4 * MiB for p in parts(engine))
 
-        # Half the body is on disk before the rest is sent: nothing waits for the end.
-        wait_until(half_on_disk, "half the body is written to the temporary file")
+        # Written in batches of a few MiB as it arrives, not at the end: a quarter of the
+        # body is on disk before the second half is even sent.
+        wait_until(some_on_disk, "a quarter of the body is in the temporary file")
         sock.sendall(b"b" * (size // 2))
         reply = b""
         while b"\r\n\r\n" not in reply:
