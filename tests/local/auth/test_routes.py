@@ -217,19 +217,41 @@ def test_magic_code_parameters(client, admin_headers):
     assert extra.json()["hint"]["in"] == ["body", "extra-fields"]
 
 
-def test_send_magic_code_logs_the_code_and_no_secret(client, admin_headers, instance, caplog):
-    with caplog.at_level(logging.DEBUG):
+@contextmanager
+def server_log() -> Iterator[list[logging.LogRecord]]:
+    """Every record of the ``instantdb_local`` logger, whatever an earlier test (the CLI's
+    own setup, say) did to its level, handlers or propagation."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    logger = logging.getLogger("instantdb_local")
+    handler, level = Keep(logging.DEBUG), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def test_send_magic_code_logs_the_code_and_no_secret(client, admin_headers, instance):
+    with server_log() as records:
         code = post(client, "/admin/send_magic_code", admin_headers, email="gil@example.com")
         code = code.json()["code"]
         user = post(
             client, "/admin/verify_magic_code", admin_headers, email="gil@example.com", code=code
         ).json()["user"]
         post(client, "/admin/sign_out", admin_headers, refresh_token=user["refresh_token"])
-    messages = [r.getMessage() for r in caplog.records if r.name.startswith("instantdb_local")]
+    messages = [r.getMessage() for r in records]
     assert any(code in m and "gil@example.com" in m for m in messages)
-    assert all(r.levelno == logging.INFO for r in caplog.records if code in r.getMessage())
-    assert user["refresh_token"] not in caplog.text
-    assert instance.default_app.admin_token not in caplog.text
+    assert all(r.levelno == logging.INFO for r in records if code in r.getMessage())
+    logged = "\n".join(messages)
+    assert user["refresh_token"] not in logged
+    assert instance.default_app.admin_token not in logged
 
 
 def test_guest_upgrade_over_http(client, admin_headers):
