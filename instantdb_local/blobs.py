@@ -139,13 +139,11 @@ class IncomingBlob:
     def __repr__(self) -> str:
         return f"IncomingBlob({self.path.name!r}, size={self.size})"
 
-    def write(self, *pieces: bytes | bytearray | memoryview) -> None:
-        """Append ``pieces`` in order (several at once spare joining them first)."""
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._file is None:
             raise RuntimeError("this upload is already finished")
-        for piece in pieces:
-            self._file.write(piece)
-            self.size += len(piece)
+        self._file.write(data)
+        self.size += len(data)
 
     def finish(self) -> None:
         """Flush and fsync: after this the bytes are on disk."""

@@ -139,9 +139,3 @@ def find_by_location(engine: AppEngine, location_id: str) -> dict[str, Any] | No
         "$files"
     ]
     return rows[0] if rows else None
-
-
-def find_by_path(engine: AppEngine, path: str, actor: Actor) -> dict[str, Any] | None:
-    """The ``$files`` row at ``path`` as ``actor`` may see it, or None."""
-    rows = engine.query({"$files": {"$": {"where": {"path": path}}}}, actor)["$files"]
-    return rows[0] if rows else None

@@ -35,6 +35,7 @@ from ._plumbing import (
     instance_of,
     is_uuid,
     json_route,
+    logger,
     unexpected_error_response,
 )
 
@@ -95,8 +96,23 @@ async def upload(request: Request) -> Response:
     except ClientDisconnect:
         # The client went away mid-body: nothing was stored, and nobody hears an answer.
         return Response(status_code=400)
+    except OSError as exc:
+        # A full disk or a data directory that cannot be written: the operator's to fix.
+        logger.error("Storing an upload failed: %s", exc)
+        return error_response(_not_stored(exc))
     except Exception as exc:
         return unexpected_error_response(request, exc)
+
+
+def _not_stored(exc: OSError) -> ServerError:
+    reason = exc.strerror or type(exc).__name__
+    return ServerError(
+        "unknown",
+        f"The local server could not write the upload to its data directory ({reason}); "
+        "nothing was stored. Check the free space and permissions of the data directory.",
+        {"debug-uri": None},
+        status=500,
+    )
 
 
 def _authorize(call: Call, path: str) -> AppEngine:

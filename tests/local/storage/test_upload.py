@@ -404,3 +404,22 @@ def test_a_rolled_back_delete_keeps_the_bytes(client, admin_headers, app_engine)
     )
     assert response.json()["committed?"] is False
     assert leftovers(app_engine) == [data["location-id"]]
+
+
+def test_a_full_disk_is_reported_and_nothing_is_kept(
+    client, admin_headers, app_engine, monkeypatch
+):
+    import errno
+
+    from instantdb_local.blobs import IncomingBlob
+
+    def no_space(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(IncomingBlob, "write", no_space)
+    response = upload(client, admin_headers, "big.bin", b"x" * (5 * 1024 * 1024))
+    assert response.status_code == 500
+    assert "No space left on device" in response.json()["message"]
+    assert "nothing was stored" in response.json()["message"]
+    assert files_of(app_engine) == []
+    assert leftovers(app_engine) == []
