@@ -23,20 +23,31 @@ Extensions beyond the first contract:
 - ``add_commit_listener(listener, wants_changes=...)``: while ``wants_changes()`` is
   true, each `Commit` carries per-entity `EntityChange` records (webhooks need them;
   reading them costs two record fetches per transaction, so only on request).
+- `AppEngine.trusted_write` runs the server's own multi-step writes (auth, storage):
+  reads and InstaML steps in one SQLite transaction, as admin, system columns allowed.
+- `AppEngine.blobs` holds the bytes of the app's ``$files`` (`blobs.BlobStore`, next to
+  the database); a committed delete of a ``$files`` row removes its blob.
+  `AppEngine.use_file_url` replaces the ``url`` builder after construction.
+- `AppEngine.storage_allowed` evaluates the ``$files`` rule storage routes check.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from . import attrs as attrs_module
 from . import entities, users
-from .access import QueryRules, Resolver, RulesLike, TransactRules, Viewer
+from .access import QueryRules, Resolver, RulesLike, TransactRules, Viewer, passes
 from .attrs import Attr, Catalog
+from .blobs import BlobStore
 from .errors import ServerError, validation_failed
 from .ids import new_id
 from .instaml import (
@@ -51,6 +62,8 @@ from .instaml import (
 )
 from .instaql import FileUrl, default_file_url, parse_query, run_query
 from .store import Store
+
+logger = logging.getLogger("instantdb_local")
 
 
 @dataclass(frozen=True)
@@ -133,6 +146,9 @@ class AppEngine:
         self._rules: RulesLike | None = None
         self._listeners: list[CommitListener] = []
         self._change_wanters: list[Callable[[], bool]] = []
+        self.blobs = BlobStore(path.parent / "files")
+        self.add_commit_listener(self._drop_deleted_blobs)
+        self._sweep_orphan_blobs()
 
     def add_commit_listener(
         self, listener: CommitListener, *, wants_changes: Callable[[], bool] | None = None
@@ -174,6 +190,83 @@ class AppEngine:
 
     def __repr__(self) -> str:
         return f"AppEngine(app_id={self.app_id!r}, path={str(self.path)!r})"
+
+    # -- files ----------------------------------------------------------------------
+
+    def use_file_url(self, file_url: FileUrl) -> None:
+        """Build the ``url`` of ``$files`` rows with ``file_url`` from now on."""
+        self._file_url = file_url
+
+    def _drop_deleted_blobs(self, commit: Commit) -> None:
+        for record in commit.deleted_files:
+            location_id = record.get("location-id")
+            if not isinstance(location_id, str):
+                continue
+            try:
+                self.blobs.delete(location_id)
+            except (OSError, ValueError):
+                # The row is gone, so the blob is unreachable; the next start sweeps it.
+                logger.warning("Could not remove the blob of deleted file %s", record.get("id"))
+
+    def _sweep_orphan_blobs(self) -> None:
+        # Blobs of uploads that crashed before committing, or of deletes whose cleanup
+        # never ran: nothing can reach them any more.
+        if not self.blobs.root.is_dir():
+            return
+        attr = self._catalog.forward("$files", "location-id")
+        assert attr is not None
+        with self._store.read() as conn:
+            rows = conn.execute("SELECT value FROM triples WHERE attr = ?", (attr.id,))
+            keep = {json.loads(row[0]) for row in rows}
+        removed = self.blobs.sweep({k for k in keep if isinstance(k, str)})
+        if removed:
+            logger.info("Removed %d unreferenced file(s) of app %s", removed, self.app_id)
+
+    def storage_allowed(self, actor: Actor, action: str, path: str) -> bool:
+        """Whether ``actor`` may ``create`` or ``delete`` the file at ``path``.
+
+        The storage routes check this before touching any bytes; the rule sees only
+        ``data = {"path": path}``, and with no rule at all storage is denied.
+        """
+        if actor.is_admin:
+            return True
+        program = self._rule_set().program("$files", action)
+        if program is None:
+            return False
+        from .perms import RuleContext
+
+        viewer = self._viewer(actor, {}, debug=False)
+        with self._store.read() as conn:
+            result = program.evaluate(
+                RuleContext(
+                    etype="$files",
+                    ref=Resolver(conn, self._catalog),
+                    data={"path": path},
+                    auth=actor.user,
+                    rule_params={},
+                    request=viewer.request_for(),
+                    show_error_details=False,
+                )
+            )
+        return passes(result)
+
+    # -- trusted writes -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def trusted_write(self) -> Iterator[TrustedWrite]:
+        """One write by the server itself, committed when the block succeeds.
+
+        Everything done through the yielded `TrustedWrite` is one SQLite transaction
+        under the app's write lock: an exception rolls all of it back. Listeners hear
+        of it once, after the commit.
+        """
+        with self._store.lock:
+            with self._store.write() as conn:
+                write = TrustedWrite(self, conn, capture=self._changes_wanted())
+                yield write
+            self._catalog = write.catalog  # published only once committed
+        if write.tx is not None:
+            self._notify(Commit(write.tx, tuple(write.deleted_files), tuple(write.changes)))
 
     # -- schema and rules ---------------------------------------------------------
 
@@ -441,49 +534,42 @@ class AppEngine:
     ) -> tuple[dict[str, Any], bool]:
         """Find or create the user, mint a refresh token: ``(user_with_refresh_token, created)``.
 
-        The email wins when both are given; a user created from an id alone carries an
-        explicit ``"email": null``, as the real server's does.
+        See `instantdb_local.auth.create_token`, which also takes ``extra_fields``.
         """
-        if email is not None:
-            email = users.normalize_email(email, path=["body", "email"])
-        if id is not None:
-            id = users.require_uuid(id, path=["body", "id"])
-        if email is None and id is None:
-            raise users.missing_identity()
-        token = new_id()
-        with self._store.lock, self._store.write() as conn:
-            catalog = self._catalog
-            if email is not None:
-                user_id = users.find_user_id(conn, catalog, email=email)
-            else:
-                user_id = users.find_user_id(conn, catalog, id=id)
-            created = user_id is None
-            steps: list[Any] = []
-            if user_id is None:
-                user_id = id or new_id()
-                steps.append(["update", "$users", user_id, {"email": email}])
-            token_id = new_id()
-            steps.append(
-                ["update", "$userRefreshTokens", token_id, {"hashedToken": users.hash_token(token)}]
-            )
-            steps.append(["link", "$userRefreshTokens", token_id, {"$user": user_id}])
-            tx, _, _, changes = self._run(
-                conn,
-                steps,
-                Actor.admin(),
-                False,
-                None,
-                system_writes=True,
-                capture=self._changes_wanted(),
-            )
-            user = users.db_format(conn, catalog, self.app_id, user_id)
-        assert user is not None
-        self._notify(Commit(tx, changes=changes))
-        user["refresh_token"] = token
-        return user, created
+        from . import auth
+
+        return auth.create_token(self, email=email, id=id)
 
     def close(self) -> None:
         self._store.close()
+
+
+class TrustedWrite:
+    """The handle `AppEngine.trusted_write` yields: its connection, the catalog, and
+    `transact` for InstaML steps run as admin with system columns writable."""
+
+    def __init__(self, engine: AppEngine, conn: sqlite3.Connection, *, capture: bool) -> None:
+        self.conn = conn
+        self.catalog = engine._catalog
+        self.tx: int | None = None
+        self.deleted_files: list[dict[str, Any]] = []
+        self.changes: list[EntityChange] = []
+        self._engine = engine
+        self._capture = capture
+
+    def transact(self, steps: list[Any]) -> int:
+        tx, catalog, effects, changes = self._engine._run(
+            self.conn, steps, Actor.admin(), False, None, system_writes=True, capture=self._capture
+        )
+        self.catalog = catalog
+        self.tx = tx
+        self.deleted_files.extend(effects.deleted_files)
+        self.changes.extend(changes)
+        return tx
+
+    def user(self, user_id: str) -> dict[str, Any] | None:
+        """The `$users` record in db format as this write sees it, or None."""
+        return users.db_format(self.conn, self.catalog, self._engine.app_id, user_id)
 
 
 def _refuse_admin(actor: Actor) -> None:

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import errors, schema_files
+from . import blobs, errors, schema_files
 from .engine import AppEngine
 
 logger = logging.getLogger("instantdb_local")
@@ -134,6 +134,7 @@ class Instance:
         # Features that follow every engine (webhooks watch commits) hook in here.
         self._engine_hooks: list[Callable[[AppEngine], None]] = []
         self._close_hooks: list[Callable[[], None]] = []
+        self._served_uri: str | None = None
 
     # -- opening and closing ----------------------------------------------------------
 
@@ -303,6 +304,7 @@ class Instance:
     # -- the address the server was last started on -------------------------------------
 
     def record_address(self, host: str, port: int) -> None:
+        self._served_uri = api_uri(host, port)
         with self._lock:
             self._registry.execute(
                 "INSERT OR REPLACE INTO settings (key, value) VALUES ('api_uri', ?)",
@@ -316,6 +318,12 @@ class Instance:
                 "SELECT value FROM settings WHERE key = 'api_uri'"
             ).fetchone()
         return str(row[0]) if row else None
+
+    def served_uri(self) -> str:
+        """The origin ``$files`` urls point at: where this data dir is (or was last) served."""
+        if self._served_uri is None:
+            self._served_uri = self.last_api_uri() or api_uri(DEFAULT_HOST, DEFAULT_PORT)
+        return self._served_uri
 
     # -- project files ------------------------------------------------------------------
 
@@ -405,10 +413,17 @@ class Instance:
                 _make_private_dir(app_dir.parent)
                 _make_private_dir(app_dir)
                 engine = self._engine_factory(app_dir / _ENGINE_FILE, app_id=record.id)
+                engine.use_file_url(self._file_url_builder(record.id))
                 self._engines[record.id] = engine
                 for hook in self._engine_hooks:
                     hook(engine)
             return engine
+
+    def _file_url_builder(self, app_id: str) -> Callable[[str, dict[str, Any]], str]:
+        def file_url(location_id: str, record: dict[str, Any]) -> str:
+            return self.served_uri() + blobs.download_path(app_id, location_id)
+
+        return file_url
 
     def _load_apps(self) -> None:
         rows = self._registry.execute(
