@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from . import admin, ephemeral, health, unsupported, users
+from . import admin, ephemeral, health, live, rooms, unsupported, users
 from ._plumbing import DEFAULT_MAX_BODY_BYTES, Call, json_route
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "Call", "all_routes", "json_route"]
@@ -24,5 +24,7 @@ def all_routes() -> list[BaseRoute]:
         *users.ROUTES,
         *ephemeral.ROUTES,
         *health.ROUTES,
+        *live.ROUTES,
+        *rooms.ROUTES,
         *unsupported.ROUTES,
     ]
