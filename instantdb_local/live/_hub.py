@@ -147,7 +147,11 @@ class LiveHub:
     async def _run_inbox(self, session: Session) -> None:
         while True:
             message = await session.inbox.get()
-            await self._dispatch(session, message)
+            try:
+                await self._dispatch(session, message)
+            except Exception:
+                # Even a failure to report a failure must not stop the session's queue.
+                logger.exception("The live op %r could not be answered", message.get("op"))
 
     async def _dispatch(self, session: Session, message: dict[str, Any]) -> None:
         op = message.get("op")

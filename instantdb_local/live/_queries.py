@@ -244,44 +244,50 @@ class LiveQueries:
         for subscription in members:
             if not subscription.active:
                 continue
-            if outcome.error is not None:
-                self._deliver_error(subscription, outcome.error)
-                continue
-            session = subscription.session
-            if not subscription.answered:
-                subscription.answered = True
-                session.emit(
-                    {
-                        "op": "add-query-ok",
-                        "q": subscription.q,
-                        "result": outcome.result,
-                        "result-meta": outcome.meta,
-                        "processed-tx-id": outcome.basis_tx,
-                        "processed-isn": isn(outcome.basis_tx),
-                        "client-event-id": subscription.client_event_id,
-                    }
-                )
-            elif outcome.digest != subscription.digest:
-                session.emit(
-                    {
-                        "op": "refresh-ok",
-                        "processed-tx-id": outcome.basis_tx,
-                        "processed-isn": isn(outcome.basis_tx),
-                        "computations": [
-                            {
-                                "instaql-query": subscription.q,
-                                "instaql-result": outcome.result,
-                                "result-meta": outcome.meta,
-                                "result-changed?": True,
-                                "duration-ms": outcome.duration_ms,
-                            }
-                        ],
-                        # Admin sessions always get attrs; no admin client reads them.
-                        "attrs": [],
-                    }
-                )
-            subscription.digest = outcome.digest
-            subscription.last_error = None
+            try:
+                self._deliver_one(subscription, outcome)
+            except Exception:  # one subscriber's failure must not starve the others
+                logger.exception("Could not send a live query result")
+
+    def _deliver_one(self, subscription: Subscription, outcome: _Outcome) -> None:
+        if outcome.error is not None:
+            self._deliver_error(subscription, outcome.error)
+            return
+        session = subscription.session
+        if not subscription.answered:
+            subscription.answered = True
+            session.emit(
+                {
+                    "op": "add-query-ok",
+                    "q": subscription.q,
+                    "result": outcome.result,
+                    "result-meta": outcome.meta,
+                    "processed-tx-id": outcome.basis_tx,
+                    "processed-isn": isn(outcome.basis_tx),
+                    "client-event-id": subscription.client_event_id,
+                }
+            )
+        elif outcome.digest != subscription.digest:
+            session.emit(
+                {
+                    "op": "refresh-ok",
+                    "processed-tx-id": outcome.basis_tx,
+                    "processed-isn": isn(outcome.basis_tx),
+                    "computations": [
+                        {
+                            "instaql-query": subscription.q,
+                            "instaql-result": outcome.result,
+                            "result-meta": outcome.meta,
+                            "result-changed?": True,
+                            "duration-ms": outcome.duration_ms,
+                        }
+                    ],
+                    # Admin sessions always get attrs; no admin client reads them.
+                    "attrs": [],
+                }
+            )
+        subscription.digest = outcome.digest
+        subscription.last_error = None
 
     def _deliver_error(self, subscription: Subscription, error: ServerError) -> None:
         session = subscription.session

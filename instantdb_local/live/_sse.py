@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -31,9 +32,15 @@ def encode_event(message: Mapping[str, Any]) -> bytes:
     """One SSE event: ``data:<compact json>\\n\\n``.
 
     JSON escapes every control character, so the payload never holds a raw newline
-    and always fits one ``data:`` line.
+    and always fits one ``data:`` line. Text UTF-8 cannot carry (a lone surrogate a
+    client sent, echoed back in an error) is sent as JSON ``\\u`` escapes instead.
     """
-    return b"data:" + dumps(message).encode("utf-8") + b"\n\n"
+    text = dumps(message)
+    try:
+        payload = text.encode("utf-8")
+    except UnicodeEncodeError:
+        payload = json.dumps(message, separators=(",", ":"), allow_nan=False).encode("ascii")
+    return b"data:" + payload + b"\n\n"
 
 
 class Outbox:
@@ -64,13 +71,17 @@ class Outbox:
     async def next(self, keepalive_seconds: float) -> bytes | None:
         """The next frame; `KEEPALIVE` after ``keepalive_seconds`` idle; None once closed.
 
-        Waits on an event rather than on a queue ``get`` so a timeout can never drop a
-        frame (``wait_for`` around ``Queue.get`` may, before Python 3.12).
+        Waits on an event that either a new frame or a timer sets: a timeout can never
+        drop a frame (``wait_for`` around ``Queue.get`` may, before Python 3.12), and no
+        task is created per wait, which matters with hundreds of idle sessions.
         """
         if not self._frames and not self.closed:
             self._ready.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._ready.wait(), keepalive_seconds)
+            timer = asyncio.get_running_loop().call_later(keepalive_seconds, self._ready.set)
+            try:
+                await self._ready.wait()
+            finally:
+                timer.cancel()
         if self._frames:
             return self._frames.popleft()
         return None if self.closed else KEEPALIVE

@@ -275,9 +275,9 @@ class LiveStreams:
         writer.emit(
             {"op": "stream-flushed", "stream-id": stream.id, "offset": stream.size, "done": True}
         )
-        stream.writer = None
-        self._writing.get(writer.id, {}).pop(stream.id, None)
-        # A finished stream has nothing more to tell its readers.
+        # A finished stream has nothing more to tell its readers. Its writer stays
+        # registered until its session ends, so a late append is told the stream is
+        # completed rather than missing.
         for reader_id, subscribe_id in stream.readers:
             self._reading.get(reader_id, {}).pop(subscribe_id, None)
         stream.readers.clear()

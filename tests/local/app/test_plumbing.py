@@ -366,11 +366,9 @@ def test_server_errors_keep_their_type_and_status(client, admin_headers, fake_en
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("POST", "/admin/subscribe-query"),
         ("POST", "/admin/sign_out"),
         ("DELETE", "/admin/users"),
         ("PUT", "/admin/storage/upload"),
-        ("GET", "/admin/rooms/presence"),
         ("GET", "/dash/apps/00000000-0000-4000-8000-000000000001/webhooks"),
         ("POST", "/dash/apps/00000000-0000-4000-8000-000000000001/webhooks/x/enable"),
     ],

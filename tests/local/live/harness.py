@@ -164,17 +164,17 @@ class Session:
 
     def __init__(
         self,
-        server: TestServer,
+        base_url: str,
         client: httpx.AsyncClient,
         app: AppRecord,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        self.server = server
+        self.base_url = base_url
         self.client = client
         self.app = app
         self.stream = EventStream(
             client,
-            f"{server.base_url}/admin/sse?app_id={app.id}",
+            f"{base_url}/admin/sse?app_id={app.id}",
             headers=headers if headers is not None else admin_headers(app),
             body={"inference?": False, "versions": {"@instantdb/admin": "test"}},
         )
@@ -207,8 +207,11 @@ class Session:
             "messages": list(messages),
         }
         # Only the content type, like the JS client: the token is the credential.
+        # ASCII-escaped JSON, so tests can send strings UTF-8 cannot encode.
         return await self.client.post(
-            f"{self.server.base_url}/admin/sse/push?app_id={self.app.id}", json=body
+            f"{self.base_url}/admin/sse/push?app_id={self.app.id}",
+            content=json.dumps(body).encode("ascii"),
+            headers={"content-type": "application/json"},
         )
 
     async def send(self, op: str, **fields: Any) -> str:
@@ -241,21 +244,19 @@ async def eventually(check: Callable[[], bool], *, timeout: float = WAIT) -> Non
         await asyncio.sleep(0.02)
 
 
-async def transact(
-    http: httpx.AsyncClient, server: TestServer, app: AppRecord, steps: list[Any]
-) -> int:
+async def transact(http: httpx.AsyncClient, base_url: str, app: AppRecord, steps: list[Any]) -> int:
     response = await http.post(
-        server.base_url + "/admin/transact", headers=admin_headers(app), json={"steps": steps}
+        base_url + "/admin/transact", headers=admin_headers(app), json={"steps": steps}
     )
     assert response.status_code == 200, response.text
     return int(response.json()["tx-id"])
 
 
 async def query(
-    http: httpx.AsyncClient, server: TestServer, app: AppRecord, q: Any, **headers: str
+    http: httpx.AsyncClient, base_url: str, app: AppRecord, q: Any, **headers: str
 ) -> Any:
     response = await http.post(
-        server.base_url + "/admin/query",
+        base_url + "/admin/query",
         headers={**admin_headers(app), **headers},
         json={"query": q, "inference?": False},
     )

@@ -10,14 +10,37 @@ import itertools
 import random
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
-from tests.local.live.harness import EventStream, admin_headers, client, query, transact
+import pytest
+
+from instantdb_local.live import LiveSettings
+from tests.local.live.harness import (
+    EventStream,
+    TestServer,
+    admin_headers,
+    client,
+    query,
+    start_server,
+    transact,
+)
 
 SUBSCRIPTIONS = 200
 QUERIES = 10
 WRITES = 20
 DEADLINE_SECONDS = 20
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestServer]:
+    # The real keepalive interval: 200 streams ticking every 0.2 s would only measure
+    # keepalive traffic, in a process that also runs the 200 clients.
+    started = start_server(tmp_path_factory.mktemp("many") / "data", LiveSettings())
+    try:
+        yield started
+    finally:
+        started.stop()
 
 
 def test_200_subscriptions_converge_on_fresh_results(server):
@@ -37,7 +60,7 @@ def test_200_subscriptions_converge_on_fresh_results(server):
         async with client() as http:
             await transact(
                 http,
-                server,
+                server.base_url,
                 app,
                 [["update", "goals", goals[n], {"bucket": n, "v": 0}] for n in range(QUERIES)],
             )
@@ -63,8 +86,8 @@ def test_200_subscriptions_converge_on_fresh_results(server):
                     steps: list[Any] = [["update", "goals", goals[bucket], {"v": n + 1}]]
                     if n % 5 == 0:  # now and then a new row in a bucket
                         steps.append(["update", "goals", str(uuid.uuid4()), {"bucket": bucket}])
-                    await transact(http, server, app, steps)
-                fresh = [await query(http, server, app, q) for q in queries]
+                    await transact(http, server.base_url, app, steps)
+                fresh = [await query(http, server.base_url, app, q) for q in queries]
 
                 payloads: list[list[Any]] = [[] for _ in streams]
                 deadline = time.monotonic() + DEADLINE_SECONDS

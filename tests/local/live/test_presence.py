@@ -36,8 +36,8 @@ def test_join_set_leave_and_disconnect(server):
             user = response.json()["user"]
             as_ann = {**admin_headers(app), "as-email": "ann@example.com"}
             async with (
-                Session(server, http, app) as admin,
-                Session(server, http, app, as_ann) as ann,
+                Session(server.base_url, http, app) as admin,
+                Session(server.base_url, http, app, as_ann) as ann,
             ):
                 assert (await presence(http, server, app, "r1")).json() == {"sessions": None}
 
@@ -112,11 +112,11 @@ def test_a_disconnect_refreshes_the_remaining_members(server):
     app = server.new_app()
 
     async def main() -> None:
-        async with client() as http, Session(server, http, app) as stays:
+        async with client() as http, Session(server.base_url, http, app) as stays:
             await stays.send("join-room", **{"room-id": "r"})
             await stays.next_op("join-room-ok")
             await stays.next_op("refresh-presence")
-            async with Session(server, http, app) as goes:
+            async with Session(server.base_url, http, app) as goes:
                 await goes.send("join-room", **{"room-id": "r"})
                 await goes.next_op("join-room-ok")
                 assert set((await stays.next_op("refresh-presence"))["data"]) == {
@@ -134,8 +134,8 @@ def test_presence_errors_and_broadcasts(server):
     async def main() -> None:
         async with (
             client() as http,
-            Session(server, http, app) as a,
-            Session(server, http, app) as b,
+            Session(server.base_url, http, app) as a,
+            Session(server.base_url, http, app) as b,
         ):
             early = await a.send("set-presence", **{"room-id": "r", "data": {}})
             error = await a.next_op("error")
@@ -208,7 +208,7 @@ def test_the_local_presence_route_sets_and_removes_peers(server):
     other = server.new_app()
 
     async def main() -> None:
-        async with client() as http, Session(server, http, app) as watcher:
+        async with client() as http, Session(server.base_url, http, app) as watcher:
             await watcher.send("join-room", **{"room-id": "demo"})
             await watcher.next_op("join-room-ok")
             await watcher.next_op("refresh-presence")

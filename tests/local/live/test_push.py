@@ -14,7 +14,7 @@ def test_push_is_authenticated_by_the_session_token(server):
     other = server.new_app()
 
     async def main() -> None:
-        async with client() as http, Session(server, http, app) as session:
+        async with client() as http, Session(server.base_url, http, app) as session:
             url = f"{server.base_url}/admin/sse/push"
             good = {
                 "machine_id": session.init["machine-id"],
@@ -71,7 +71,7 @@ def test_ops_run_in_order_and_echo_their_client_event_ids(server):
     app = server.new_app()
 
     async def main() -> None:
-        async with client() as http, Session(server, http, app) as session:
+        async with client() as http, Session(server.base_url, http, app) as session:
             # One batch of several messages, the way the JS client sends them.
             response = await session.push(
                 {"client-event-id": "a", "op": "join-room", "room-id": "r", "data": {"n": 1}},
@@ -111,7 +111,7 @@ def test_add_query_remove_query_and_transact_over_push(server):
     goal = str(uuid.uuid4())
 
     async def main() -> None:
-        async with client() as http, Session(server, http, app) as session:
+        async with client() as http, Session(server.base_url, http, app) as session:
             add = await session.send("add-query", q={"goals": {}}, **{"return-type": "tree"})
             added = await session.next_op("add-query-ok")
             assert added["client-event-id"] == add
@@ -126,7 +126,9 @@ def test_add_query_remove_query_and_transact_over_push(server):
             # The write's own refresh and its ack may come in either order.
             events = {(await session.next())["op"]: None for _ in range(2)}
             assert set(events) == {"transact-ok", "refresh-ok"}
-            assert (await query(http, server, app, {"goals": {}}))["goals"][0]["id"] == goal
+            assert (await query(http, server.base_url, app, {"goals": {}}))["goals"][0][
+                "id"
+            ] == goal
 
             bad = await session.send("transact", **{"tx-steps": "nope"})
             error = await session.next_op("error")
@@ -148,7 +150,7 @@ def test_a_closed_session_is_forgotten(server):
 
     async def main() -> None:
         async with client() as http:
-            async with Session(server, http, app) as session:
+            async with Session(server.base_url, http, app) as session:
                 pass
             await eventually(lambda: session.id not in {s.id for s in server.hub.sessions.all()})
             response = await session.push({"client-event-id": "x", "op": "join-room"})

@@ -46,7 +46,9 @@ def test_initial_result_then_a_refresh_after_another_clients_write(server):
 
     async def main() -> None:
         async with client() as http:
-            tx1 = await transact(http, server, app, [["update", "goals", g1, {"title": "first"}]])
+            tx1 = await transact(
+                http, server.base_url, app, [["update", "goals", g1, {"title": "first"}]]
+            )
             async with subscribe(http, server, admin_headers(app), {"goals": {}}) as stream:
                 init = await stream.next_op("sse-init")
                 added = await stream.next_op("add-query-ok")
@@ -58,7 +60,7 @@ def test_initial_result_then_a_refresh_after_another_clients_write(server):
                 assert uuid.UUID(added["client-event-id"])
 
                 tx2 = await transact(
-                    http, server, app, [["update", "goals", g2, {"title": "second"}]]
+                    http, server.base_url, app, [["update", "goals", g2, {"title": "second"}]]
                 )
                 refresh = await stream.next_op("refresh-ok")
                 assert refresh["processed-tx-id"] == tx2
@@ -67,7 +69,7 @@ def test_initial_result_then_a_refresh_after_another_clients_write(server):
                 [computation] = refresh["computations"]
                 assert computation["instaql-query"] == {"goals": {}}
                 assert computation["instaql-result"] == await query(
-                    http, server, app, {"goals": {}}
+                    http, server.base_url, app, {"goals": {}}
                 )
                 assert len(computation["instaql-result"]["goals"]) == 2
                 assert computation["result-meta"] == {"page-info": {}, "aggregate": {}}
@@ -89,16 +91,20 @@ def test_no_refresh_for_an_unrelated_or_unchanged_write(server):
 
     async def main() -> None:
         async with client() as http:
-            await transact(http, server, app, [["update", "goals", g1, {"title": "same"}]])
+            await transact(http, server.base_url, app, [["update", "goals", g1, {"title": "same"}]])
             async with subscribe(http, server, admin_headers(app), {"goals": {}}) as stream:
                 await stream.next_op("sse-init")
                 await stream.next_op("add-query-ok")
                 # Another namespace, and a write that leaves the result as it was.
-                await transact(http, server, app, [["update", "notes", other, {"x": 1}]])
-                await transact(http, server, app, [["update", "goals", g1, {"title": "same"}]])
+                await transact(http, server.base_url, app, [["update", "notes", other, {"x": 1}]])
+                await transact(
+                    http, server.base_url, app, [["update", "goals", g1, {"title": "same"}]]
+                )
                 await stream.expect_quiet(0.6)
                 # The stream is alive: a real change still arrives, and it is the next event.
-                await transact(http, server, app, [["update", "goals", g1, {"title": "new"}]])
+                await transact(
+                    http, server.base_url, app, [["update", "goals", g1, {"title": "new"}]]
+                )
                 refresh = await stream.next_op("refresh-ok")
                 assert refresh["computations"][0]["instaql-result"]["goals"][0]["title"] == "new"
                 await stream.expect_quiet(0.3)
@@ -114,7 +120,7 @@ def test_nested_links_and_dotted_where_paths_are_followed(server):
         async with client() as http:
             await transact(
                 http,
-                server,
+                server.base_url,
                 app,
                 [
                     ["update", "goals", goal, {"title": "g"}],
@@ -131,7 +137,9 @@ def test_nested_links_and_dotted_where_paths_are_followed(server):
                 for stream in (by_link, by_where):
                     await stream.next_op("sse-init")
                     await stream.next_op("add-query-ok")
-                await transact(http, server, app, [["update", "todos", todo, {"text": "changed"}]])
+                await transact(
+                    http, server.base_url, app, [["update", "todos", todo, {"text": "changed"}]]
+                )
                 nested_refresh = await by_link.next_op("refresh-ok")
                 [row] = nested_refresh["computations"][0]["instaql-result"]["goals"]
                 assert row["todos"][0]["text"] == "changed"
@@ -149,7 +157,7 @@ def test_a_delete_refreshes_queries_of_namespaces_linked_to_it(server):
         async with client() as http:
             await transact(
                 http,
-                server,
+                server.base_url,
                 app,
                 [
                     ["update", "todos", todo, {"text": "t"}],
@@ -160,7 +168,7 @@ def test_a_delete_refreshes_queries_of_namespaces_linked_to_it(server):
                 await s.next_op("sse-init")
                 added = await s.next_op("add-query-ok")
                 assert added["result"]["todos"][0]["goals"][0]["id"] == goal
-                await transact(http, server, app, [["delete", "goals", goal]])
+                await transact(http, server.base_url, app, [["delete", "goals", goal]])
                 refresh = await s.next_op("refresh-ok")
                 assert refresh["computations"][0]["instaql-result"]["todos"][0]["goals"] == []
 
@@ -191,12 +199,14 @@ def test_a_burst_of_writes_while_a_refresh_runs_collapses_into_one_refresh(serve
             await stream.next_op("add-query-ok")
             gate.clear()
             entered.clear()
-            await transact(http, server, app, [["update", "goals", str(uuid.uuid4()), {"n": 0}]])
+            await transact(
+                http, server.base_url, app, [["update", "goals", str(uuid.uuid4()), {"n": 0}]]
+            )
             # The recompute for the first write is now running (and held).
             await eventually(entered.is_set)
             for n in range(1, 11):
                 steps = [["update", "goals", str(uuid.uuid4()), {"n": n}]]
-                await transact(http, server, app, steps)
+                await transact(http, server.base_url, app, steps)
             gate.set()
             refresh = await stream.next_op("refresh-ok")
             # The held run reads after the gate opens, so it already sees all eleven;
@@ -218,7 +228,7 @@ def test_pagination_reports_page_info(server):
     async def main() -> None:
         async with client() as http:
             steps = [["update", "goals", str(uuid.uuid4()), {"n": n}] for n in range(3)]
-            await transact(http, server, app, steps)
+            await transact(http, server.base_url, app, steps)
             q = {"goals": {"$": {"first": 2, "order": {"n": "asc"}}}}
             async with subscribe(http, server, admin_headers(app), q) as stream:
                 await stream.next_op("sse-init")
@@ -261,7 +271,7 @@ def test_impersonated_subscriptions_see_what_their_rules_allow(server):
             bob = await _user(http, server, app, "bob@example.com")
             await transact(
                 http,
-                server,
+                server.base_url,
                 app,
                 [
                     ["update", "goals", mine, {"owner": alice}],
@@ -286,11 +296,13 @@ def test_impersonated_subscriptions_see_what_their_rules_allow(server):
                 assert (await g.next_op("add-query-ok"))["result"] == {"goals": []}
 
                 # Bob's new goal is invisible to Alice and guests: nothing is sent.
-                await transact(http, server, app, [["update", "goals", theirs, {"owner": bob}]])
+                await transact(
+                    http, server.base_url, app, [["update", "goals", theirs, {"owner": bob}]]
+                )
                 for stream in (plain, params, g):
                     await stream.expect_quiet(0.4)
                 # Alice's own change reaches both of her subscriptions.
-                await transact(http, server, app, [["update", "goals", mine, {"t": 1}]])
+                await transact(http, server.base_url, app, [["update", "goals", mine, {"t": 1}]])
                 for stream in (plain, params):
                     refresh = await stream.next_op("refresh-ok")
                     assert mine in {
@@ -356,7 +368,9 @@ def test_an_invalid_query_is_an_error_event_and_the_stream_stays_open(server):
                 assert error["original-event"]["q"] == q
                 assert error["client-event-id"] == error["original-event"]["client-event-id"]
                 # The failed query is dropped: later writes send nothing, the stream lives on.
-                await transact(http, server, app, [["update", "goals", str(uuid.uuid4()), {}]])
+                await transact(
+                    http, server.base_url, app, [["update", "goals", str(uuid.uuid4()), {}]]
+                )
                 keepalives = stream.keepalives
                 await stream.expect_quiet(0.6)
                 assert stream.keepalives > keepalives
