@@ -63,7 +63,8 @@ class LiveHub:
         self.queries = LiveQueries(instance, workers=self.settings.query_workers)
         self.streams = LiveStreams(instance, machine_id=self.machine_id)
         self.rooms = Rooms()
-        self._inbox_tasks: dict[str, asyncio.Task[None]] = {}
+        # Each session's queue runner; kept referenced so it is not garbage collected.
+        self._inbox_tasks: dict[str, asyncio.Future[None]] = {}
         self._ops: dict[str, Op] = {
             "add-query": self._add_query,
             "remove-query": self._remove_query,
@@ -95,7 +96,9 @@ class LiveHub:
                 "sse-token": token,
             }
         )
-        self._inbox_tasks[session.id] = asyncio.ensure_future(self._run_inbox(session))
+        task = asyncio.ensure_future(self._run_inbox(session))
+        self._inbox_tasks[session.id] = task
+        task.add_done_callback(lambda _: self._inbox_tasks.pop(session.id, None))
         response = EventStream(
             session.outbox,
             keepalive_seconds=self.settings.keepalive_seconds,
@@ -114,9 +117,9 @@ class LiveHub:
         session.closed = True
         session.outbox.close()
         self.sessions.remove(session)
-        task = self._inbox_tasks.pop(session.id, None)
-        if task is not None:
-            task.cancel()
+        # The message being handled finishes (an append half done would leave the
+        # stream's bytes and its offset out of step); the ones queued after it are dropped.
+        session.inbox.put_nowait(None)
         self.queries.drop_session(session)
         self.streams.drop_session(session)
         self.rooms.drop_session(session)
@@ -147,6 +150,8 @@ class LiveHub:
     async def _run_inbox(self, session: Session) -> None:
         while True:
             message = await session.inbox.get()
+            if message is None or session.closed:
+                return
             try:
                 await self._dispatch(session, message)
             except Exception:

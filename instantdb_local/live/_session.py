@@ -39,8 +39,8 @@ class Session:
     # Where the client reached this server; stream file URLs are built on it.
     base_url: str
     outbox: Outbox = field(default_factory=Outbox, repr=False)
-    # Pushed messages, handled one at a time in arrival order.
-    inbox: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue, repr=False)
+    # Pushed messages, handled one at a time in arrival order; None ends the queue.
+    inbox: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue, repr=False)
     closed: bool = False
 
     def emit(self, message: Mapping[str, Any]) -> None:

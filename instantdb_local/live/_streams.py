@@ -163,11 +163,17 @@ class LiveStreams:
                     stream.machine_id = self._machine_id
             # Waits for an append of a previous writer to finish before taking over.
             async with stream.lock:
-                previous = stream.writer
-                if previous is not None and previous is not session:
-                    self._writing.get(previous.id, {}).pop(stream.id, None)
-                stream.writer = session
-                self._writing.setdefault(session.id, {})[stream.id] = stream
+                # The connection may have gone away meanwhile: then nobody writes.
+                attached = not session.closed
+                if attached:
+                    previous = stream.writer
+                    if previous is not None and previous is not session:
+                        self._writing.get(previous.id, {}).pop(stream.id, None)
+                    stream.writer = session
+                    self._writing.setdefault(session.id, {})[stream.id] = stream
+        if not attached:
+            self._release(stream)
+            return
         session.emit(
             {
                 "op": "start-stream-ok",
@@ -326,7 +332,8 @@ class LiveStreams:
                 if not allowed:
                     raise errors.permission_denied(["$streams", "view"])
             async with stream.lock:
-                self._answer_reader(stream, session, subscribe_id, offset)
+                if not session.closed:
+                    self._answer_reader(stream, session, subscribe_id, offset)
         finally:
             stream.pins -= 1
             self._release(stream)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import uuid
 from typing import Any
 
 import httpx
 
 from instantdb_local.live._stream_store import PART_LIMIT, StreamStore
-from tests.local.live.harness import Session, client, query
+from tests.local.live.harness import WAIT, Session, client, eventually, query
 
 
 async def start(writer: Session, client_id: str, token: str, **extra: Any) -> dict[str, Any]:
@@ -515,5 +516,37 @@ def test_impersonated_sessions_obey_the_streams_rules(server):
 
             # With no rules at all, `$streams` is closed to non-admins.
             assert (await start(denied, "g2", token))["type"] == "permission-denied"
+
+    asyncio.run(main())
+
+
+def test_an_append_in_flight_when_its_writer_disconnects_is_kept_in_step(server, monkeypatch):
+    app = server.new_app()
+    token = str(uuid.uuid4())
+    real_append = StreamStore.append
+    entered = threading.Event()
+    release = threading.Event()
+
+    def slow_append(self: StreamStore, *args: Any) -> None:
+        entered.set()
+        assert release.wait(WAIT), "the test never released the write"
+        real_append(self, *args)
+
+    async def main() -> None:
+        async with client() as http, Session(server.base_url, http, app) as reader:
+            async with Session(server.base_url, http, app) as writer:
+                stream_id = (await start(writer, "slow", token))["stream-id"]
+                await reader.send("subscribe-stream", **{"stream-id": stream_id})
+                await reader.next_op("stream-append")
+                monkeypatch.setattr(StreamStore, "append", slow_append)
+                await append(writer, stream_id, ["kept"], 0)
+                await eventually(entered.is_set)
+            # The writer is gone while its bytes are being written; they still count.
+            await eventually(lambda: writer.id not in {s.id for s in server.hub.sessions.all()})
+            release.set()
+            assert (await reader.next_op("stream-append"))["content"] == "kept"
+            monkeypatch.setattr(StreamStore, "append", real_append)
+            async with Session(server.base_url, http, app) as resumed:
+                assert (await start(resumed, "slow", token))["offset"] == 4
 
     asyncio.run(main())
