@@ -36,6 +36,7 @@ class TestServer:
     instance: Instance
     app: Starlette
     base_url: str
+    thread: threading.Thread  # the server's event loop runs here
     _stop: Callable[[], None] = field(repr=False)
 
     def new_app(self, **kwargs: Any) -> AppRecord:
@@ -72,7 +73,7 @@ def start_server(data_dir: Path, settings: live.LiveSettings | None = None) -> T
         sock.close()
         instance.close()
 
-    return TestServer(instance, app, f"http://127.0.0.1:{port}", stop)
+    return TestServer(instance, app, f"http://127.0.0.1:{port}", thread, stop)
 
 
 def admin_headers(app: AppRecord) -> dict[str, str]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
+import httpx_sse
 import pytest
 
 from instantdb_local.live import KEEPALIVE, RETRY, encode_event
@@ -101,5 +103,41 @@ def test_keepalives_come_about_once_per_interval(server):
         # Five intervals cannot pass in much less than five intervals (generous bounds:
         # the point is "periodic", not a timing benchmark).
         assert elapsed >= 4 * KEEPALIVE_SECONDS * 0.5
+
+    asyncio.run(main())
+
+
+def test_httpx_sse_reads_the_stream_as_the_python_sdk_does(server):
+    app = server.new_app()
+
+    async def main() -> None:
+        async with (
+            client() as http,
+            httpx_sse.aconnect_sse(
+                http,
+                "POST",
+                server.base_url + "/admin/subscribe-query",
+                headers=admin_headers(app),
+                json={"query": {"goals": {}}, "inference?": False},
+            ) as source,
+        ):
+            events = source.aiter_sse()
+            # `retry:500` comes as a block of its own, as the real server sends it.
+            hint = await anext(events)
+            assert (hint.retry, hint.data) == (500, "")
+            init = await anext(events)
+            assert init.event == "message"  # unnamed events
+            assert json.loads(init.data)["op"] == "sse-init"
+            added = await anext(events)
+            assert json.loads(added.data)["result"] == {"goals": []}
+            # Keepalive comments are not events: the next one is a real change.
+            await asyncio.sleep(3 * KEEPALIVE_SECONDS)
+            await http.post(
+                server.base_url + "/admin/transact",
+                headers=admin_headers(app),
+                json={"steps": [["update", "goals", str(uuid.uuid4()), {"t": 1}]]},
+            )
+            refresh = json.loads((await anext(events)).data)
+            assert refresh["op"] == "refresh-ok"
 
     asyncio.run(main())

@@ -183,7 +183,10 @@ def test_a_burst_of_writes_while_a_refresh_runs_collapses_into_one_refresh(serve
     gate.set()
     entered = threading.Event()
 
+    threads: set[threading.Thread] = set()
+
     def gated(*args: Any, **kwargs: Any) -> Any:
+        threads.add(threading.current_thread())
         entered.set()
         assert gate.wait(10), "the test never opened the gate"
         return real_query(*args, **kwargs)
@@ -218,6 +221,9 @@ def test_a_burst_of_writes_while_a_refresh_runs_collapses_into_one_refresh(serve
         asyncio.run(main())
     finally:
         engine.query_with_meta = real_query  # type: ignore[method-assign]
+    # Recomputes run in worker threads, never on the server's event loop.
+    assert threads
+    assert server.thread not in threads
 
 
 def test_pagination_reports_page_info(server):
