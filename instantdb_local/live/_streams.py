@@ -140,39 +140,46 @@ class LiveStreams:
                 raise errors.permission_denied(["$streams", "create"])
         hashed = hash_reconnect_token(token)
         app_id = session.app_id
-        async with self._app_lock(app_id):
-            stream = await self._load(app_id, client_id=client_id)
-            if stream is None:
-                stream_id = str(uuid.uuid4())
-                await anyio.to_thread.run_sync(
-                    self._create_record, app_id, stream_id, client_id, hashed
-                )
-                stream = LiveStream(app_id, stream_id, client_id, hashed, self._machine_id, [])
-                self._register(stream)
-            else:
-                if not hmac.compare_digest(stream.hashed_token, hashed):
-                    raise op_error(
-                        "start-stream",
-                        message,
-                        "A stream with that clientId already exists. Reconnect token is invalid.",
+        stream: LiveStream | None = None
+        attached = False
+        try:
+            async with self._app_lock(app_id):
+                stream = await self._load(app_id, client_id=client_id)
+                if stream is None:
+                    stream_id = str(uuid.uuid4())
+                    await anyio.to_thread.run_sync(
+                        self._create_record, app_id, stream_id, client_id, hashed
                     )
-                if stream.done:
-                    raise op_error("start-stream", message, "Stream is closed.")
-                if stream.machine_id != self._machine_id:
-                    await anyio.to_thread.run_sync(self._set_machine_id, app_id, stream.id)
-                    stream.machine_id = self._machine_id
-            # Waits for an append of a previous writer to finish before taking over.
-            async with stream.lock:
-                # The connection may have gone away meanwhile: then nobody writes.
-                attached = not session.closed
-                if attached:
-                    previous = stream.writer
-                    if previous is not None and previous is not session:
-                        self._writing.get(previous.id, {}).pop(stream.id, None)
-                    stream.writer = session
-                    self._writing.setdefault(session.id, {})[stream.id] = stream
+                    stream = LiveStream(app_id, stream_id, client_id, hashed, self._machine_id, [])
+                    self._register(stream)
+                else:
+                    if not hmac.compare_digest(stream.hashed_token, hashed):
+                        raise op_error(
+                            "start-stream",
+                            message,
+                            "A stream with that clientId already exists. "
+                            "Reconnect token is invalid.",
+                        )
+                    if stream.done:
+                        raise op_error("start-stream", message, "Stream is closed.")
+                    if stream.machine_id != self._machine_id:
+                        await anyio.to_thread.run_sync(self._set_machine_id, app_id, stream.id)
+                        stream.machine_id = self._machine_id
+                # Waits for an append of a previous writer to finish before taking over.
+                async with stream.lock:
+                    # The connection may have gone away meanwhile: then nobody writes.
+                    attached = not session.closed
+                    if attached:
+                        previous = stream.writer
+                        if previous is not None and previous is not session:
+                            self._writing.get(previous.id, {}).pop(stream.id, None)
+                        stream.writer = session
+                        self._writing.setdefault(session.id, {})[stream.id] = stream
+        finally:
+            # A refused or abandoned start leaves nothing held in memory.
+            if stream is not None:
+                self._release(stream)
         if not attached:
-            self._release(stream)
             return
         session.emit(
             {
