@@ -29,6 +29,10 @@ Extensions beyond the first contract:
   the database); a committed delete of a ``$files`` row removes its blob.
   `AppEngine.use_file_url` replaces the ``url`` builder after construction.
 - `AppEngine.storage_allowed` evaluates the ``$files`` rule storage routes check.
+- For the live side (subscriptions, streams): `Commit.etypes` names the namespaces a
+  commit may have changed, `AppEngine.catalog` is the current attribute snapshot,
+  `AppEngine.last_tx_id()` the newest committed tx id, and `AppEngine.check_rule(...)`
+  evaluates one rule outside a query or transaction (stream creation and reads).
 """
 
 from __future__ import annotations
@@ -119,6 +123,9 @@ class Commit:
     changes: tuple[EntityChange, ...] = ()
     """Filled only while a listener's ``wants_changes()`` is true, in the order the
     transaction touched the entities."""
+    # The namespaces whose query results this commit may have changed; None when that
+    # is unknown (or the schema changed), which listeners must read as "any of them".
+    etypes: frozenset[str] | None = None
 
 
 CommitListener = Callable[[Commit], None]
@@ -346,6 +353,53 @@ class AppEngine:
                 self._rules = RuleSet.from_document(None)
             return self._rules
 
+    @property
+    def catalog(self) -> Catalog:
+        """The attribute catalog as of the last commit (an immutable snapshot)."""
+        return self._catalog
+
+    def last_tx_id(self) -> int:
+        """The id of the newest committed transaction (0 before the first)."""
+        with self._store.read() as conn:
+            row = conn.execute("SELECT COALESCE(MAX(id), 0) FROM txs").fetchone()
+        return int(row[0])
+
+    def check_rule(
+        self,
+        etype: str,
+        action: str,
+        data: Mapping[str, Any],
+        actor: Actor,
+        *,
+        rule_params: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Whether ``actor`` passes the app's ``etype.action`` rule for ``data``.
+
+        For checks that are neither a query nor a transaction, such as creating or
+        reading a stream. Admins always pass; with no rule at all the action is allowed
+        (system namespaces have their own fallbacks). A rule that fails to evaluate
+        raises ``permission-evaluation-failed``.
+        """
+        if actor.is_admin:
+            return True
+        program = self._rule_set().program(etype, action)
+        if program is None:
+            return True
+        params = dict(rule_params or {})
+        viewer = self._viewer(actor, params, debug=False)
+        from .perms import RuleContext  # the CEL runtime loads only when rules are used
+
+        with self._store.read() as conn:
+            context = RuleContext(
+                etype=etype,
+                ref=Resolver(conn, self._catalog),
+                data=data,
+                auth=actor.user,
+                rule_params=params,
+                request=viewer.request_for(),
+            )
+            return passes(program.evaluate(context))
+
     def schema_json(self) -> dict[str, Any]:
         """The body of ``GET /admin/schema``: ``{"schema": {"refs": ..., "blobs": ...}}``."""
         refs: dict[str, Any] = {}
@@ -411,7 +465,14 @@ class AppEngine:
                     conn, steps, actor, throw_on_missing_attrs, rules, system_writes, capture
                 )
             self._catalog = catalog  # published only once committed
-        self._notify(Commit(tx, tuple(effects.deleted_files), changes))
+        self._notify(
+            Commit(
+                tx,
+                tuple(effects.deleted_files),
+                changes=changes,
+                etypes=_changed_etypes(steps, effects, catalog),
+            )
+        )
         return tx
 
     def _run(
@@ -506,7 +567,14 @@ class AppEngine:
             if committed:
                 self._catalog = catalog
         if committed:
-            self._notify(Commit(tx, tuple(effects.deleted_files), changes))
+            self._notify(
+                Commit(
+                    tx,
+                    tuple(effects.deleted_files),
+                    changes=changes,
+                    etypes=_changed_etypes(steps, effects, catalog),
+                )
+            )
         return {
             "tx-id": tx,
             "all-checks-ok?": all(c.ok for c in rules.checks),
@@ -713,6 +781,33 @@ def _checked_apply(
                     rule_params=params(other_key),
                 )
     return _in_order(before, keys), _in_order(now, keys)
+
+
+def _changed_etypes(steps: Any, effects: Effects, catalog: Catalog) -> frozenset[str] | None:
+    """The namespaces whose query results a committed transaction may have changed.
+
+    A superset is fine (listeners only recompute more); a missing namespace would
+    leave a live query stale, so deletes also count the namespaces linked to the
+    deleted entities (their link fields change) and attribute edits count as all.
+    """
+    if effects.attr_steps:
+        return None
+    etypes = {etype for etype, _ in effects.touches}
+    # Steps name their namespace even when they only create an entity with no values.
+    for step in steps if isinstance(steps, list) else ():
+        if isinstance(step, list) and len(step) > 1 and isinstance(step[1], str):
+            etypes.add(step[1])
+    for change in effects.links:
+        etypes.add(change.link.attr.etype)
+        etypes.add(str(change.link.attr.rev_etype))
+    for attr in effects.new_attrs:
+        etypes.add(attr.etype)
+        if attr.rev_etype is not None:
+            etypes.add(attr.rev_etype)
+    for etype in {touch.etype for touch in effects.touches.values() if touch.deleted}:
+        etypes.update(attr.etype for attr in catalog.reverse_refs_to(etype))
+        etypes.update(str(attr.rev_etype) for attr in catalog.attrs_of(etype) if attr.is_ref)
+    return frozenset(etypes)
 
 
 def _involved(effects: Any) -> dict[tuple[str, str], None]:

@@ -24,6 +24,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from starlette.applications import Starlette
+
 from instantdb_local import schema_files
 from instantdb_local.app import DEFAULT_MAX_BODY_BYTES, create_app
 from instantdb_local.instance import (
@@ -33,6 +35,7 @@ from instantdb_local.instance import (
     Instance,
     api_uri,
 )
+from instantdb_local.live import close_connections
 
 if TYPE_CHECKING:
     import uvicorn
@@ -183,6 +186,11 @@ class LocalServer:
     def _shutdown(self) -> None:
         server, thread = self._server, self._thread
         if server is not None and thread is not None:
+            # Open event streams would otherwise hold uvicorn's graceful shutdown for
+            # its whole timeout; ending them first lets clients see the drop at once.
+            app = server.config.app
+            if isinstance(app, Starlette):
+                close_connections(app)
             server.should_exit = True
             thread.join(_STOP_TIMEOUT_SECONDS)
             if thread.is_alive():

@@ -13,7 +13,7 @@ from starlette.routing import BaseRoute
 
 from instantdb_local.auth import MagicCodeLimiter, MagicCodePolicy
 
-from . import admin, auth, ephemeral, health, storage, unsupported, webhooks
+from . import admin, auth, ephemeral, health, live, rooms, storage, unsupported, webhooks
 from ._plumbing import DEFAULT_MAX_BODY_BYTES, Call, json_route
 from .storage import DEFAULT_MAX_UPLOAD_BYTES
 
@@ -37,6 +37,8 @@ def all_routes() -> list[BaseRoute]:
         *ephemeral.ROUTES,
         *health.ROUTES,
         *webhooks.ROUTES,
+        *live.ROUTES,
+        *rooms.ROUTES,
         *unsupported.ROUTES,
     ]
 

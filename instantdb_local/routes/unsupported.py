@@ -18,13 +18,9 @@ from ._plumbing import Call, json_route
 
 # (methods, path, feature as the error message names it)
 PENDING: list[tuple[tuple[str, ...], str, str]] = [
-    (("POST",), "/admin/subscribe-query", "subscribe_query (live queries over SSE)"),
-    (("POST",), "/admin/sse", "Streams"),
-    (("POST",), "/admin/sse/push", "Streams"),
     (("POST",), "/admin/storage/signed-upload-url", "Signed storage URLs"),
     (("GET",), "/admin/storage/signed-download-url", "Signed storage URLs"),
     (("GET",), "/admin/soft_deleted_attrs", "Soft-deleted attributes"),
-    (("GET",), "/admin/rooms/presence", "Rooms presence"),
 ]
 
 

@@ -366,9 +366,9 @@ def test_server_errors_keep_their_type_and_status(client, admin_headers, fake_en
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("POST", "/admin/subscribe-query"),
         ("POST", "/admin/storage/signed-upload-url"),
-        ("GET", "/admin/rooms/presence"),
+        ("GET", "/admin/storage/signed-download-url"),
+        ("GET", "/admin/soft_deleted_attrs"),
     ],
 )
 def test_pending_routes_answer_501_unsupported(client, method, path):
