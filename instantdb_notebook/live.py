@@ -30,7 +30,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
 from ._connections import ClientSpec
 from ._results import Frames, frames_of
@@ -447,8 +447,8 @@ class LiveQuery(_LiveHandle[LiveState]):
             what = f"{updates} update{'' if updates == 1 else 's'}"
         else:
             what = "result matching the predicate" if predicate is not None else "result"
-        frames: Frames = self._wait_until(accept, timeout, what)
-        return frames
+        # mypy cannot solve the type variable through the Frames union on its own.
+        return cast("Frames", self._wait_until(accept, timeout, what))
 
     async def _receive(self) -> None:
         opened = self._open()
