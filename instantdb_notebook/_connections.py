@@ -118,7 +118,8 @@ class ClientSpec:
             arguments["timeout"] = self.timeout
         return arguments
 
-    def _impersonated(self, root: Any) -> Any:
+    def impersonate(self, root: Any) -> Any:
+        """``root.as_user(...)`` with this spec's identity, or ``root`` itself."""
         if self.impersonation is None:
             return root
         kind, value = self.impersonation
@@ -131,14 +132,14 @@ class ClientSpec:
         from instantdb import Instant
 
         root = Instant(**self._arguments())
-        return root, self._impersonated(root)
+        return root, self.impersonate(root)
 
     def async_client(self) -> tuple[AsyncInstant, AsyncInstant]:
         """As `sync_client`, for ``AsyncInstant``. Use both only on one event loop."""
         from instantdb import AsyncInstant
 
         root = AsyncInstant(**self._arguments())
-        return root, self._impersonated(root)
+        return root, self.impersonate(root)
 
 
 def token_from_env(variable: str, *, purpose: str) -> str:
