@@ -1,11 +1,9 @@
 """A short tour of the SDK. Run it with `make demo`, or against any server with
 INSTANT_APP_ID, INSTANT_APP_ADMIN_TOKEN and INSTANT_API_URI set."""
 
-import os
-
 from instantdb import Instant, id
 
-db = Instant(api_uri=os.environ.get("INSTANT_API_URI", "https://api.instantdb.com"))
+db = Instant()  # INSTANT_APP_ID, INSTANT_APP_ADMIN_TOKEN, INSTANT_API_URI
 
 goal, run, swim = id(), id(), id()
 db.transact(

@@ -25,7 +25,17 @@ from ._errors import (
     InstantValueError,
 )
 from ._ids import id, lookup
+from ._logging import Logger
 from ._retry import RetryPolicy
+from ._streams import (
+    AsyncStreamReader,
+    AsyncStreams,
+    AsyncStreamWriter,
+    StreamReader,
+    Streams,
+    StreamWriter,
+)
+from ._subscription import AsyncSubscription, Subscription
 from ._types import (
     Chunks,
     DebugResult,
@@ -41,6 +51,10 @@ from ._version import __version__
 
 __all__ = [
     "AsyncInstant",
+    "AsyncStreamReader",
+    "AsyncStreamWriter",
+    "AsyncStreams",
+    "AsyncSubscription",
     "Chunks",
     "DebugResult",
     "Instant",
@@ -57,12 +71,17 @@ __all__ = [
     "InstantTypeError",
     "InstantValidationError",
     "InstantValueError",
+    "Logger",
     "Query",
     "QueryResult",
     "RetryPolicy",
     "RuleParams",
     "Rules",
     "Schema",
+    "StreamReader",
+    "StreamWriter",
+    "Streams",
+    "Subscription",
     "TransactResult",
     "TxChunk",
     "__version__",

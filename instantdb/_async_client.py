@@ -8,11 +8,14 @@ import httpx
 
 from ._auth import AsyncAuth
 from ._base import ClientBase, SharedState
+from ._logging import Logger
 from ._protocol import admin
 from ._retry import RetryPolicy
 from ._rooms import AsyncRooms
 from ._settings import DEFAULT_TIMEOUT, resolve_settings
 from ._storage import AsyncStorage
+from ._streams import AsyncStreams
+from ._subscription import AsyncSubscription
 from ._transport import AsyncTransport
 from ._types import (
     Chunks,
@@ -48,6 +51,8 @@ class AsyncInstant(ClientBase[AsyncTransport]):
         api_uri: str | None = None,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | bool = True,
+        verbose: bool = False,
+        logger: Logger | None = None,
         http_client: httpx.AsyncClient | None = None,
         _transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -55,12 +60,18 @@ class AsyncInstant(ClientBase[AsyncTransport]):
             app_id=app_id, admin_token=admin_token, api_uri=api_uri, timeout=timeout, retry=retry
         )
         transport = AsyncTransport(settings, http_client=http_client, transport=_transport)
-        self._bind(settings, transport, owns_transport=True, shared=SharedState())
+        self._bind(
+            settings,
+            transport,
+            owns_transport=True,
+            shared=SharedState(verbose=verbose, logger=logger),
+        )
 
     def _attach_features(self) -> None:
         self._auth = AsyncAuth(self._settings, self._transport)
         self._storage = AsyncStorage(self._settings, self._transport)
         self._rooms = AsyncRooms(self._settings, self._transport)
+        self._streams = AsyncStreams(self._settings, self._transport, self._live_log())
 
     @property
     def auth(self) -> AsyncAuth:
@@ -76,6 +87,22 @@ class AsyncInstant(ClientBase[AsyncTransport]):
     def rooms(self) -> AsyncRooms:
         """Presence in rooms; always as admin."""
         return self._rooms
+
+    @property
+    def streams(self) -> AsyncStreams:
+        """Durable text streams: ``db.streams.write(client_id=...)``, ``db.streams.read(...)``."""
+        return self._streams
+
+    def subscribe_query(
+        self, q: Query, *, rule_params: RuleParams | None = None
+    ) -> AsyncSubscription:
+        """A live query: ``async with db.subscribe_query(q) as sub: async for payload in sub``.
+
+        Yields ``{"type": "ok", "data", "page_info", "session_info"}`` with the full
+        result, first and after every change, or ``{"type": "error", "error", ...}``.
+        Reconnects by itself after transient failures; see docs/api.md.
+        """
+        return AsyncSubscription(self._settings, self._transport, q, rule_params, self._live_log())
 
     async def query(self, q: Query, *, rule_params: RuleParams | None = None) -> QueryResult:
         """Run an InstaQL query: ``await db.query({"goals": {"todos": {}}})``."""

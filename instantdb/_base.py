@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
+from ._errors import InstantTypeError
+from ._logging import LiveLog, Logger
 from ._protocol.admin import namespaces_of
 from ._settings import Impersonation, Settings
 from ._transport import AsyncTransport, SyncTransport
@@ -20,10 +22,21 @@ ClientT = TypeVar("ClientT", bound="ClientBase[Any]")
 class SharedState:
     """Mutable state a root client shares with its ``as_user`` clones."""
 
-    __slots__ = ("namespaces",)
+    __slots__ = ("live_log", "namespaces")
 
-    def __init__(self) -> None:
+    def __init__(self, *, verbose: bool = False, logger: Logger | None = None) -> None:
         self.namespaces: tuple[str, ...] = ()
+        if not isinstance(verbose, bool):
+            raise InstantTypeError(f"verbose must be True or False, got {verbose!r}")
+        if logger is not None and not all(
+            callable(getattr(logger, name, None)) for name in ("debug", "info", "error")
+        ):
+            raise InstantTypeError(
+                "logger must have debug(), info() and error() methods (a logging.Logger "
+                f"works), got {type(logger).__name__}"
+            )
+        # Realtime logging (subscriptions, streams); as_user clones log the same way.
+        self.live_log = LiveLog(verbose=verbose, logger=logger)
 
 
 class ClientBase(Generic[TransportT]):
@@ -90,6 +103,10 @@ class ClientBase(Generic[TransportT]):
             shared=self._shared,
         )
         return clone
+
+    def _live_log(self) -> LiveLog:
+        """The realtime log, masking this client's own tokens too."""
+        return self._shared.live_log.with_secrets(self._settings.secrets)
 
     def _known_namespaces(self) -> tuple[str, ...]:
         return self._shared.namespaces

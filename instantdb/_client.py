@@ -8,11 +8,14 @@ import httpx
 
 from ._auth import Auth
 from ._base import ClientBase, SharedState
+from ._logging import Logger
 from ._protocol import admin
 from ._retry import RetryPolicy
 from ._rooms import Rooms
 from ._settings import DEFAULT_TIMEOUT, resolve_settings
 from ._storage import Storage
+from ._streams import Streams
+from ._subscription import Subscription
 from ._transport import SyncTransport
 from ._types import (
     Chunks,
@@ -48,6 +51,8 @@ class Instant(ClientBase[SyncTransport]):
         api_uri: str | None = None,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
         retry: RetryPolicy | bool = True,
+        verbose: bool = False,
+        logger: Logger | None = None,
         http_client: httpx.Client | None = None,
         _transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -55,12 +60,18 @@ class Instant(ClientBase[SyncTransport]):
             app_id=app_id, admin_token=admin_token, api_uri=api_uri, timeout=timeout, retry=retry
         )
         transport = SyncTransport(settings, http_client=http_client, transport=_transport)
-        self._bind(settings, transport, owns_transport=True, shared=SharedState())
+        self._bind(
+            settings,
+            transport,
+            owns_transport=True,
+            shared=SharedState(verbose=verbose, logger=logger),
+        )
 
     def _attach_features(self) -> None:
         self._auth = Auth(self._settings, self._transport)
         self._storage = Storage(self._settings, self._transport)
         self._rooms = Rooms(self._settings, self._transport)
+        self._streams = Streams(self._settings, self._transport, self._live_log())
 
     @property
     def auth(self) -> Auth:
@@ -76,6 +87,20 @@ class Instant(ClientBase[SyncTransport]):
     def rooms(self) -> Rooms:
         """Presence in rooms; always as admin."""
         return self._rooms
+
+    @property
+    def streams(self) -> Streams:
+        """Durable text streams: ``db.streams.write(client_id=...)``, ``db.streams.read(...)``."""
+        return self._streams
+
+    def subscribe_query(self, q: Query, *, rule_params: RuleParams | None = None) -> Subscription:
+        """A live query: ``with db.subscribe_query(q) as sub: for payload in sub: ...``.
+
+        Yields ``{"type": "ok", "data", "page_info", "session_info"}`` with the full
+        result, first and after every change, or ``{"type": "error", "error", ...}``.
+        Reconnects by itself after transient failures; see docs/api.md.
+        """
+        return Subscription(self._settings, self._transport, q, rule_params, self._live_log())
 
     def query(self, q: Query, *, rule_params: RuleParams | None = None) -> QueryResult:
         """Run an InstaQL query: ``db.query({"goals": {"todos": {}}})``."""

@@ -41,6 +41,10 @@ def test_public_names() -> None:
     assert sorted(instantdb.__all__) == sorted(
         [
             "AsyncInstant",
+            "AsyncStreamReader",
+            "AsyncStreamWriter",
+            "AsyncStreams",
+            "AsyncSubscription",
             "Chunks",
             "DebugResult",
             "Instant",
@@ -57,6 +61,11 @@ def test_public_names() -> None:
             "InstantTypeError",
             "InstantValidationError",
             "InstantValueError",
+            "Logger",
+            "StreamReader",
+            "StreamWriter",
+            "Streams",
+            "Subscription",
             "Query",
             "QueryResult",
             "RetryPolicy",
@@ -77,11 +86,12 @@ def test_public_names() -> None:
             assert issubclass(getattr(instantdb, name), instantdb.InstantError)
 
 
-def test_sync_client_has_no_async_only_features() -> None:
+def test_sync_client_has_the_live_features_too() -> None:
+    # Unlike the official SDK, subscriptions and streams exist on both clients (B17).
     db = instantdb.Instant(app_id=APP_ID, admin_token=ADMIN_TOKEN, _transport=MockAPI().transport())
     with db:
-        assert not hasattr(db, "subscribe_query")
-        assert not hasattr(db, "streams")
+        assert isinstance(db.subscribe_query({"goals": {}}), instantdb.Subscription)
+        assert isinstance(db.streams, instantdb.Streams)
 
 
 def test_async_client_survives_a_new_event_loop() -> None:

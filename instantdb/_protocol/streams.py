@@ -1,0 +1,623 @@
+"""Streams (wire protocol §7): the session requests and the writer and reader state
+machines. No I/O.
+
+A stream session is an SSE connection (``POST /admin/sse``) for what the server says and
+``POST /admin/sse/push`` for what the client says. The shells open sessions, push the
+messages these machines return and feed them every message received; the machines hold
+all the protocol decisions:
+
+Writer (`WriterMachine`)
+
+* Every byte written is kept until the server reports it durable (``stream-flushed``),
+  so a restart can resend exactly what the server lacks.
+* ``start-stream`` is sent on every new session with the same reconnect token; its
+  ``offset`` (the durable bytes) says where to resume. Bytes written meanwhile are
+  buffered and go out as one append after the confirmation.
+* An ``error`` for one of the current appends, or ``append-failed``, restarts the stream
+  (a new ``start-stream`` on the same session) instead of leaving a sticky error. Restarts
+  that make no progress are bounded by `MAX_RESTARTS`.
+* Finishing sends the ``done`` append as soon as the stream is confirmed, even when the
+  user's block ended before that, and is over when ``stream-flushed`` says ``done``.
+
+Reader (`ReaderMachine`)
+
+* ``subscribe-stream`` is sent on every new session at the offset already delivered to
+  the user; whatever the server resends below it is discarded by offset, so nothing is
+  duplicated or lost across reconnects.
+* Received data is queued as `Segment` s (files to fetch, inline content, completion);
+  the consumer turns them into bytes with `ReaderMachine.accept`.
+* The iteration ends only on ``done``; a gap, a failed file fetch or a retryable error
+  re-subscribes (bounded by `MAX_RESUBSCRIBES` without progress), a permanent error fails.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from instantdb._errors import InstantAPIError, InstantError, InstantValueError
+from instantdb._json import dumps, mapping_to_json
+from instantdb._settings import Settings
+
+from ._call import Request, json_request, standard_headers
+from .live import error_from_message, sse_headers, versions
+from .reconnect import is_terminal
+
+__all__ = [
+    "MAX_RESTARTS",
+    "MAX_RESUBSCRIBES",
+    "ReaderMachine",
+    "Segment",
+    "SessionIds",
+    "StreamCorruptedError",
+    "WriterMachine",
+    "push_request",
+    "session_ids",
+    "session_request",
+]
+
+MAX_RESTARTS = 5
+MAX_RESUBSCRIBES = 10
+
+Message = dict[str, Any]
+
+
+class StreamCorruptedError(InstantError):
+    """The server's offsets contradict the bytes this client wrote or received."""
+
+
+@dataclass(frozen=True)
+class SessionIds:
+    """What ``sse-init`` gives: the ids every push must carry (the token is a secret)."""
+
+    machine_id: str
+    session_id: str
+    sse_token: str = field(repr=False)
+
+
+def session_ids(message: Mapping[str, Any]) -> SessionIds:
+    """The ids of an ``sse-init`` message; an error if one is missing."""
+    values = [message.get(key) for key in ("machine-id", "session-id", "sse-token")]
+    if not all(isinstance(value, str) and value for value in values):
+        raise InstantAPIError(
+            "the stream session's sse-init lacks machine-id, session-id or sse-token. Is "
+            "api_uri pointing at an Instant server?",
+            status=200,
+            body={key: message.get(key) for key in ("op", "machine-id", "session-id")},
+        )
+    machine_id, session_id, token = (str(value) for value in values)
+    return SessionIds(machine_id, session_id, token)
+
+
+def session_request(settings: Settings) -> Request:
+    """``POST /admin/sse?app_id=...``: opens a session, answered by an event stream."""
+    return Request(
+        method="POST",
+        path="/admin/sse",
+        params=(("app_id", settings.app_id),),
+        headers=sse_headers(settings),
+        content=dumps({"inference?": False, "versions": versions()}),
+        secrets=settings.secrets,
+    )
+
+
+def push_request(settings: Settings, session: SessionIds, messages: list[Message]) -> Request:
+    """``POST /admin/sse/push?app_id=...``: messages for a session, answered ``{}``."""
+    body = {
+        "machine_id": session.machine_id,
+        "session_id": session.session_id,
+        "sse_token": session.sse_token,
+        "messages": messages,
+    }
+    return json_request(
+        "POST",
+        "/admin/sse/push",
+        settings,
+        headers=standard_headers(settings),
+        body=body,
+        secrets=(session.sse_token,),
+    )
+
+
+def _rule_params(rule_params: Mapping[str, Any] | None, method: str) -> dict[str, Any] | None:
+    if rule_params is None:
+        return None
+    return mapping_to_json(rule_params, method=method, name="rule_params")
+
+
+def _original_op(message: Mapping[str, Any]) -> object:
+    original = message.get("original-event")
+    return original.get("op") if isinstance(original, Mapping) else None
+
+
+class WriterMachine:
+    """One stream being written. Methods return the messages to push, in order."""
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        rule_params: Mapping[str, Any] | None,
+        reconnect_token: str,
+        new_id: Callable[[], str],
+        secrets: tuple[str, ...] = (),
+    ) -> None:
+        self.client_id = client_id
+        self._rule_params = _rule_params(rule_params, "streams.write")
+        self._reconnect_token = reconnect_token
+        self._new_id = new_id
+        self._secrets = secrets
+        self.stream_id: str | None = None
+        self.error: InstantError | None = None
+        """Set when the stream can no longer be written (terminal)."""
+        self.flushed_offset = 0
+        """Bytes the server has reported durable."""
+        self.total_bytes = 0
+        self._pending = bytearray()  # bytes from flushed_offset to total_bytes
+        self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
+        self._session_open = False
+        self._start_event: str | None = None
+        self._started = False
+        self._sent_offset = 0
+        self._append_events: set[str] = set()
+        self._restarts = 0
+        self._last_error: InstantError | None = None
+        self.done_requested = False
+        self.abort_reason: str | None = None
+        self._done_sent = False
+        self.done_flushed = False
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more will happen: the final flush arrived, or the stream failed."""
+        return self.done_flushed or self.error is not None
+
+    @property
+    def reconnect_token(self) -> str:
+        return self._reconnect_token
+
+    # -- session events ------------------------------------------------------------------
+
+    def on_session_open(self) -> list[Message]:
+        """A (new) session is up: (re)start the stream on it."""
+        self._session_open = True
+        self._started = False
+        if self.finished:
+            return []
+        return [self._start_message()]
+
+    def on_session_lost(self) -> None:
+        self._session_open = False
+        self._started = False
+        self._start_event = None
+        self._append_events.clear()
+
+    def fail(self, error: InstantError) -> None:
+        """A terminal failure from outside (the session could not be opened)."""
+        if not self.finished:
+            self.error = error
+
+    # -- user actions --------------------------------------------------------------------
+
+    def write(self, data: str | bytes) -> list[Message]:
+        """Append ``data`` (text, or UTF-8 bytes that may split a character)."""
+        self._check_writable()
+        if isinstance(data, str):
+            if self._decoder.getstate()[0]:
+                raise InstantValueError(
+                    "write(str) after bytes that ended in the middle of a UTF-8 character; "
+                    "write the rest of that character's bytes first"
+                )
+            text = data
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            try:
+                text = self._decoder.decode(bytes(data))
+            except UnicodeDecodeError as exc:
+                self._decoder.reset()
+                raise InstantValueError(
+                    f"streams carry UTF-8 text, and these bytes are not UTF-8 ({exc.reason} at "
+                    f"byte {exc.start}). Encode text as UTF-8, or base64-encode binary data."
+                ) from None
+        else:
+            raise InstantValueError(
+                f"write() takes str or bytes, got {type(data).__name__}"
+            ) from None
+        if not text:
+            return []
+        encoded = text.encode("utf-8")
+        self._pending += encoded
+        self.total_bytes += len(encoded)
+        if not self._started:
+            return []  # sent with everything else once the stream is (re)confirmed
+        message = self._append([text], self._sent_offset, done=False)
+        self._sent_offset += len(encoded)
+        return [message]
+
+    def finish(self, abort_reason: str | None = None) -> list[Message]:
+        """Close the stream (``abort_reason``: mark it aborted). Idempotent."""
+        if self.done_requested or self.error is not None:
+            return []
+        if self._decoder.getstate()[0]:
+            self._decoder.reset()
+            raise InstantValueError(
+                "the bytes written end in the middle of a UTF-8 character; write the rest of "
+                "it before closing the stream"
+            )
+        self.done_requested = True
+        self.abort_reason = abort_reason
+        if not self._started or self._done_sent:
+            return []
+        self._done_sent = True
+        return [self._append([], self._sent_offset, done=True)]
+
+    # -- server messages -----------------------------------------------------------------
+
+    def on_message(self, message: Mapping[str, Any]) -> list[Message]:
+        op = message.get("op")
+        if self.finished:
+            return []
+        if op == "start-stream-ok":
+            if message.get("client-event-id") != self._start_event:
+                return []  # the answer to a start this writer has since replaced
+            return self._on_started(message)
+        if op != "error" and (self.stream_id is None or message.get("stream-id") != self.stream_id):
+            return []  # about another stream, or before this one started
+        if op == "stream-flushed":
+            return self._on_flushed(message)
+        if op == "append-failed":
+            return self._restart(
+                InstantAPIError(
+                    "the server could not store the stream's data (append-failed)",
+                    status=500,
+                    body=dict(message),
+                )
+            )
+        if op == "error":
+            return self._on_error(message)
+        return []
+
+    def _on_started(self, message: Mapping[str, Any]) -> list[Message]:
+        self._start_event = None
+        stream_id, offset = message.get("stream-id"), message.get("offset")
+        if (
+            not isinstance(stream_id, str)
+            or isinstance(offset, bool)
+            or not isinstance(offset, int)
+        ):
+            self.error = StreamCorruptedError(
+                f"start-stream-ok without a stream id and offset: {dict(message)!r}"
+            )
+            return []
+        if self.stream_id is None and offset != 0:
+            self.error = StreamCorruptedError(
+                f"Write stream is corrupted: the server reports {offset} bytes already in the "
+                f"new stream {self.client_id!r}"
+            )
+            return []
+        if self.stream_id is not None and stream_id != self.stream_id:
+            self.error = StreamCorruptedError(
+                f"Write stream is corrupted: the server resumed stream {stream_id}, not "
+                f"{self.stream_id}"
+            )
+            return []
+        if not self.flushed_offset <= offset <= self.total_bytes:
+            self.error = StreamCorruptedError(
+                f"Write stream is corrupted: the server has {offset} durable bytes, but this "
+                f"writer wrote {self.total_bytes} and {self.flushed_offset} were confirmed"
+            )
+            return []
+        self.stream_id = stream_id
+        self._drop_through(offset)
+        self._started = True
+        self._sent_offset = offset
+        self._done_sent = False
+        if not self._pending and not self.done_requested:
+            return []
+        try:
+            text = self._pending.decode("utf-8")
+        except UnicodeDecodeError:
+            self.error = StreamCorruptedError(
+                f"Write stream is corrupted: the server's offset {offset} splits a character"
+            )
+            return []
+        chunks = [text] if text else []
+        self._sent_offset = self.total_bytes
+        self._done_sent = self.done_requested
+        return [self._append(chunks, offset, done=self.done_requested)]
+
+    def _on_flushed(self, message: Mapping[str, Any]) -> list[Message]:
+        offset = message.get("offset")
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            return []
+        if offset > self.total_bytes:
+            self.error = StreamCorruptedError(
+                f"Write stream is corrupted: the server flushed {offset} bytes, but this writer "
+                f"wrote only {self.total_bytes}"
+            )
+            return []
+        if offset > self.flushed_offset:
+            self._drop_through(offset)
+            self._restarts = 0  # progress: the restart budget starts again
+        if message.get("done") is True:
+            if self.done_requested and offset == self.total_bytes:
+                self.done_flushed = True
+            else:
+                self.error = StreamCorruptedError(
+                    f"the server closed the stream at {offset} bytes, but this writer wrote "
+                    f"{self.total_bytes}" + ("" if self.done_requested else " and did not close it")
+                )
+        return []
+
+    def _on_error(self, message: Mapping[str, Any]) -> list[Message]:
+        event = message.get("client-event-id")
+        error = error_from_message(message, self._secrets, default_message="stream error")
+        op = _original_op(message)
+        if op == "start-stream" and (event == self._start_event or event is None):
+            if is_terminal(error):
+                self.error = error  # wrong token, stream closed, permission denied
+                return []
+            return self._restart(error)
+        if op == "append-stream" and event in self._append_events:
+            return self._restart(error)
+        return []
+
+    def _restart(self, error: InstantError) -> list[Message]:
+        self._last_error = error
+        self._restarts += 1
+        if self._restarts > MAX_RESTARTS:
+            self.error = InstantError(
+                f"the stream {self.client_id!r} could not be written: {MAX_RESTARTS} restarts "
+                f"in a row made no progress; last error: {error}"
+            )
+            self.error.__cause__ = error
+            return []
+        self._started = False
+        self._append_events.clear()
+        if not self._session_open:
+            return []  # the next session starts it anyway
+        return [self._start_message()]
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _drop_through(self, offset: int) -> None:
+        del self._pending[: offset - self.flushed_offset]
+        self.flushed_offset = offset
+
+    def _check_writable(self) -> None:
+        if self.error is not None:
+            raise self.error
+        if self.done_requested:
+            raise InstantError(
+                f"the stream {self.client_id!r} is closed; open a new writer to write more"
+            )
+
+    def _start_message(self) -> Message:
+        self._start_event = self._new_id()
+        message: Message = {
+            "client-event-id": self._start_event,
+            "op": "start-stream",
+            "client-id": self.client_id,
+            "reconnect-token": self._reconnect_token,
+        }
+        if self._rule_params is not None:
+            message["rule-params"] = self._rule_params
+        return message
+
+    def _append(self, chunks: list[str], offset: int, *, done: bool) -> Message:
+        event = self._new_id()
+        self._append_events.add(event)
+        message: Message = {
+            "client-event-id": event,
+            "op": "append-stream",
+            "stream-id": self.stream_id,
+            "chunks": chunks,
+            "offset": offset,
+            "done": done,
+        }
+        if done and self.abort_reason:
+            message["abort-reason"] = self.abort_reason
+        return message
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Data a reader received: bytes starting at ``offset``, from ``files`` (urls to
+    fetch, in order) and then ``content``; ``done`` ends the stream."""
+
+    offset: int | None
+    files: tuple[str, ...] = ()
+    content: bytes = b""
+    done: bool = False
+    abort_reason: str | None = None
+
+
+class ReaderMachine:
+    """One stream being read. The consumer takes `Segment` s and `accept` s their bytes."""
+
+    def __init__(
+        self,
+        *,
+        stream_id: str | None,
+        client_id: str | None,
+        byte_offset: int,
+        rule_params: Mapping[str, Any] | None,
+        new_id: Callable[[], str],
+        secrets: tuple[str, ...] = (),
+    ) -> None:
+        self._requested_stream_id = stream_id
+        self.client_id = client_id
+        self.stream_id = stream_id
+        self._rule_params = _rule_params(rule_params, "streams.read")
+        self._new_id = new_id
+        self._secrets = secrets
+        self.seen_offset = byte_offset
+        """Bytes the consumer has (the start offset, plus everything delivered since)."""
+        self.segments: deque[Segment] = deque()
+        self.error: InstantError | None = None
+        self.done = False
+        """The server said the stream is complete (delivered once segments are drained)."""
+        self.abort_reason: str | None = None
+        self._subscribe_event: str | None = None
+        self._session_open = False
+        self._resubscribes = 0
+        self._progress_mark = byte_offset
+
+    @property
+    def subscribe_event(self) -> str | None:
+        return self._subscribe_event
+
+    @property
+    def finished(self) -> bool:
+        """The server will send nothing more this reader needs."""
+        return self.done or self.error is not None
+
+    def on_session_open(self) -> list[Message]:
+        self._session_open = True
+        if self.finished:
+            return []
+        return [self._subscribe_message()]
+
+    def on_session_lost(self) -> None:
+        self._session_open = False
+        self._subscribe_event = None
+
+    def fail(self, error: InstantError) -> None:
+        if not self.finished:
+            self.error = error
+
+    def close(self) -> list[Message]:
+        """The consumer stops early: unsubscribe (nothing to say after completion)."""
+        event, self._subscribe_event = self._subscribe_event, None
+        if event is None or self.done or not self._session_open:
+            return []
+        return [
+            {
+                "client-event-id": self._new_id(),
+                "op": "unsubscribe-stream",
+                "subscribe-event-id": event,
+            }
+        ]
+
+    def on_message(self, message: Mapping[str, Any]) -> list[Message]:
+        if self.finished:
+            return []
+        op, event = message.get("op"), message.get("client-event-id")
+        if op == "stream-append" and event == self._subscribe_event:
+            return self._on_append(message)
+        if op == "error" and event == self._subscribe_event and event is not None:
+            error = error_from_message(
+                message, self._secrets, default_message="subscribe-stream failed"
+            )
+            if is_terminal(error):
+                self.error = error  # stream missing, permission denied, bad arguments
+                return []
+            return self.resubscribe(error)
+        return []
+
+    def _on_append(self, message: Mapping[str, Any]) -> list[Message]:
+        if isinstance(message.get("stream-id"), str):
+            self.stream_id = message["stream-id"]
+        if message.get("error"):
+            kind = message.get("error-type")
+            error = InstantAPIError(
+                f"the server could not deliver the stream ({kind or 'unknown error'})",
+                status=400 if not message.get("retry") else 503,
+                body=dict(message),
+            )
+            if message.get("retry"):
+                return self.resubscribe(error)
+            self.error = error
+            return []
+        offset = message.get("offset")
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            offset = None
+        files = message.get("files")
+        urls = tuple(
+            str(item["url"])
+            for item in (files if isinstance(files, list) else [])
+            if isinstance(item, Mapping) and isinstance(item.get("url"), str)
+        )
+        content = message.get("content")
+        data = content.encode("utf-8") if isinstance(content, str) else b""
+        done = message.get("done") is True
+        reason = message.get("abort-reason")
+        if (urls or data) and offset is None:
+            self.error = StreamCorruptedError(f"stream data without an offset: {dict(message)!r}")
+            return []
+        if urls or data or done:
+            self.segments.append(
+                Segment(offset, urls, data, done, reason if isinstance(reason, str) else None)
+            )
+        return []
+
+    def resubscribe(self, error: InstantError) -> list[Message]:
+        """Ask again from `seen_offset` (after a gap, a failed fetch, a retryable error).
+
+        Queued segments are dropped: the new subscription resends their bytes.
+        """
+        if self.finished:
+            return []
+        if self.seen_offset > self._progress_mark:
+            self._progress_mark = self.seen_offset
+            self._resubscribes = 0
+        self._resubscribes += 1
+        if self._resubscribes > MAX_RESUBSCRIBES:
+            self.error = InstantError(
+                f"the stream could not be read past byte {self.seen_offset}: "
+                f"{MAX_RESUBSCRIBES} attempts in a row failed; last error: {error}"
+            )
+            self.error.__cause__ = error
+            return []
+        self.segments.clear()
+        old = self._subscribe_event
+        if not self._session_open:
+            return []
+        messages: list[Message] = []
+        if old is not None:
+            messages.append(
+                {
+                    "client-event-id": self._new_id(),
+                    "op": "unsubscribe-stream",
+                    "subscribe-event-id": old,
+                }
+            )
+        messages.append(self._subscribe_message())
+        return messages
+
+    # -- the consumer's side -------------------------------------------------------------
+
+    def accept(self, position: int, data: bytes) -> bytes:
+        """The part of ``data`` (which starts at byte ``position``) that is new.
+
+        Bytes below `seen_offset` were delivered already and are discarded; a start past
+        it would be a gap (`StreamCorruptedError`; the caller re-subscribes).
+        """
+        if position > self.seen_offset:
+            raise StreamCorruptedError(
+                f"Stream is corrupted (offset gap): data starts at byte {position}, but only "
+                f"{self.seen_offset} bytes were received"
+            )
+        fresh = data[self.seen_offset - position :]
+        self.seen_offset += len(fresh)
+        return fresh
+
+    def complete(self, segment: Segment) -> None:
+        """The consumer reached a ``done`` segment."""
+        self.done = True
+        self.abort_reason = segment.abort_reason
+
+    def _subscribe_message(self) -> Message:
+        self._subscribe_event = self._new_id()
+        message: Message = {"client-event-id": self._subscribe_event, "op": "subscribe-stream"}
+        if self._requested_stream_id is not None:
+            message["stream-id"] = self._requested_stream_id
+        if self.client_id is not None:
+            message["client-id"] = self.client_id
+        if self.seen_offset > 0:
+            message["offset"] = self.seen_offset
+        if self._rule_params is not None:
+            message["rule-params"] = self._rule_params
+        return message
