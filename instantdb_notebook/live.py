@@ -530,7 +530,7 @@ def live_query(
 
     def open_subscription() -> Any:
         client = portal_client(portal, spec)
-        return client.subscribe_query(q, rule_params=rule_params)  # type: ignore[attr-defined]
+        return client.subscribe_query(q, rule_params=rule_params)
 
     names = ", ".join(str(key) for key in q) or "nothing"
     return LiveQuery(
@@ -662,7 +662,7 @@ def read_stream(
     def open_reader() -> Any:
         client = portal_client(portal, spec)
         key = {"stream_id": stream_id} if stream_id is not None else {"client_id": client_id}
-        return client.streams.read(**key, byte_offset=byte_offset)  # type: ignore[attr-defined]
+        return client.streams.read(**key, byte_offset=byte_offset)
 
     name = f"stream {stream_id}" if stream_id is not None else f"stream of client {client_id}"
     return LiveStream(

@@ -213,7 +213,7 @@ class InstantMagic(Magics):
         if options.transact:
             return self._transact(connection, spec, parsed, namespace, rule_params)
 
-        query = query_from_text(parsed.query, namespace)
+        query = _user_query(parsed.query, namespace)
         _check_combinations(options)
         limit = options.limit if options.limit is not None else (self.autolimit or None)
         if limit is not None and not options.all:
@@ -509,6 +509,15 @@ def _evaluate_user_code(
         raise CellCodeError(
             f"evaluating {text.strip()[:60]!r} raised {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _user_query(text: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return query_from_text(text, namespace)
+    except MagicUsageError:
+        raise
+    except Exception as exc:
+        raise CellCodeError(f"the cell's expression raised {type(exc).__name__}: {exc}") from exc
 
 
 def _connect_only(options: argparse.Namespace) -> bool:
