@@ -130,7 +130,8 @@ def test_connect_with_app_id_token_variable_alias_and_switching(
         f"%instant --connect {app.app_id} --api-uri {uri} --admin-token-env MY_TOKEN --alias main"
     )
     cell.ok(
-        f"%instant --connect {other.app_id} --api-uri {uri} --admin-token-env OTHER_TOKEN --alias other"
+        f"%instant --connect {other.app_id} --api-uri {uri} --admin-token-env OTHER_TOKEN"
+        " --alias other"
     )
     cell.ok('%%instant --transact\ntx.goals[id()].update({"title": "in other"})')
     assert titles(cell.ok("%instant -c main goals")) == []
