@@ -12,8 +12,11 @@ into words, so quotes, braces and ``$`` operators reach the evaluator untouched.
 The query body is one of:
 
 - plain names: ``goals`` is ``{"goals": {}}``; ``goals todos`` nests,
-  ``{"goals": {"todos": {}}}``. A single name bound in the user namespace to a dict
-  (``q`` or ``$q``) means that dict instead;
+  ``{"goals": {"todos": {}}}``. Names are always namespaces, even when a Python variable
+  has the same name;
+- ``$name`` alone: the query held in the variable ``name`` (BigQuery's convention). When
+  no such variable exists, ``$users``, ``$files`` and ``$streams`` are the system
+  namespaces;
 - anything else: a Python expression evaluated in the user namespace (JSON's ``true``,
   ``false`` and ``null`` work too), which must give a dict.
 """
@@ -298,10 +301,14 @@ def query_from_text(text: str, user_ns: Mapping[str, Any]) -> dict[str, Any]:
         )
     if _NAMES.match(text):
         names = text.split()
-        if len(names) == 1:
-            value = user_ns.get(names[0].lstrip("$"))
-            if isinstance(value, Mapping):
-                return dict(value)
+        if len(names) == 1 and names[0].startswith("$") and names[0][1:] in user_ns:
+            value = user_ns[names[0][1:]]
+            if not isinstance(value, Mapping):
+                raise MagicUsageError(
+                    f"{names[0]} refers to the variable {names[0][1:]}, which holds a "
+                    f"{type(value).__name__}, not a query dict"
+                )
+            return dict(value)
         query: dict[str, Any] = {}
         for name in reversed(names):
             query = {name: query}

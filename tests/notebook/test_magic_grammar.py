@@ -114,15 +114,24 @@ def test_names_are_namespace_shorthand_nested_left_to_right() -> None:
     assert query_from_text("$users", {}) == {"$users": {}}
 
 
-def test_a_single_name_bound_to_a_dict_is_that_query() -> None:
+def test_dollar_name_is_the_query_in_that_variable() -> None:
     q = {"goals": {"$": {"limit": 1}}}
-    assert query_from_text("q", {"q": q}) == q
     assert query_from_text("$q", {"q": q}) == q
 
 
-def test_a_name_bound_to_something_else_is_still_a_namespace() -> None:
-    # A DataFrame called goals must not shadow the namespace goals.
+def test_plain_names_are_namespaces_even_when_a_variable_has_that_name() -> None:
+    assert query_from_text("q", {"q": {"goals": {}}}) == {"q": {}}
     assert query_from_text("goals", {"goals": [1, 2]}) == {"goals": {}}
+
+
+def test_dollar_name_without_a_variable_is_a_system_namespace() -> None:
+    assert query_from_text("$users", {}) == {"$users": {}}
+    assert query_from_text("$files", {"users": {}}) == {"$files": {}}
+
+
+def test_dollar_name_of_a_variable_that_is_not_a_dict() -> None:
+    with pytest.raises(MagicUsageError, match=r"\$goals refers to the variable goals"):
+        query_from_text("$goals", {"goals": [1]})
 
 
 def test_python_expressions_see_the_user_namespace_and_json_literals() -> None:

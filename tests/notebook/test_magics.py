@@ -279,8 +279,9 @@ def test_query_forms(cell: Cell, seeded: AppCredentials) -> None:
         "private",
     ]
     cell.ns["q"] = {"goals": {"$": {"where": {"title": "g3"}}}}
-    assert titles(cell.ok("%instant q")) == ["g3"]
     assert titles(cell.ok("%instant $q")) == ["g3"]
+    cell.ns["goals"] = {"not": "a query"}  # a variable never shadows a namespace
+    assert len(cell.ok("%instant goals")) == 6
     cell.ns["pick"] = lambda n: {"goals": {"$": {"where": {"n": n}}}}
     assert titles(cell.ok("%instant pick(4)")) == ["g4"]
     body = '{\n  "goals": {\n    "$": {"where": {"n": {"$lt": 2}}}\n  }\n}'
