@@ -389,8 +389,15 @@ class AsyncTransport(_TransportBase):
     async def aclose(self) -> None:
         """Close the pool if this transport created it; a borrowed client stays open."""
         self.closed = True
-        if self.owns_client:
-            await self.client.aclose()
+        if not self.owns_client:
+            return
+        if self._loop is not None and self._loop.is_closed():
+            # The pool's connections belong to a loop that has ended (a script closing
+            # the client in its own asyncio.run()); closing them would need that loop,
+            # and asyncio raises "Event loop is closed". Drop them (their sockets are
+            # released when collected) and close an empty pool in their place.
+            self.client = self._make_client()
+        await self.client.aclose()
 
 
 def _check_client_arguments(
