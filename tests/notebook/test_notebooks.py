@@ -14,6 +14,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.notebook.live_server import needs_live_server
+
 pytestmark = pytest.mark.slow
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -31,6 +33,19 @@ print("TOKENS" + _json.dumps([t for t in _tokens if t]))
 
 def notebook_paths() -> list[Path]:
     return sorted(NOTEBOOKS.glob("*.ipynb"))
+
+
+# The live dashboard and the streams notebook need the local server's live routes.
+LIVE_NOTEBOOKS = {"02_live_dashboard", "03_streams"}
+
+
+def runnable_notebooks() -> list[object]:
+    return [
+        pytest.param(path, marks=needs_live_server, id=path.stem)
+        if path.stem in LIVE_NOTEBOOKS
+        else pytest.param(path, id=path.stem)
+        for path in notebook_paths()
+    ]
 
 
 def test_there_are_three_notebooks() -> None:
@@ -51,7 +66,7 @@ def test_committed_without_outputs(path: Path) -> None:
             assert cell.execution_count is None
 
 
-@pytest.mark.parametrize("path", notebook_paths(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", runnable_notebooks())
 def test_runs_end_to_end_and_shows_no_token(
     path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
