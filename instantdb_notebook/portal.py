@@ -37,6 +37,7 @@ T = TypeVar("T")
 
 _START_TIMEOUT_SECONDS = 10.0
 _CLOSE_TIMEOUT_SECONDS = 5.0
+_LAST_CHANCE_SECONDS = 1.0
 
 
 class PortalClosedError(RuntimeError):
@@ -137,6 +138,13 @@ class Portal:
             loop.run_forever()
         finally:
             try:
+                # Tasks that outlived close()'s wait get one more bounded chance to
+                # finish their cleanup while the loop can still run it.
+                leftover = asyncio.all_tasks(loop)
+                for task in leftover:
+                    task.cancel()
+                if leftover:
+                    loop.run_until_complete(asyncio.wait(leftover, timeout=_LAST_CHANCE_SECONDS))
                 loop.run_until_complete(loop.shutdown_asyncgens())
             finally:
                 loop.close()
