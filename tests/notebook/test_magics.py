@@ -506,3 +506,36 @@ def test_completion_without_a_connection_offers_nothing_and_never_fails(
     cell: Cell, shell: InteractiveShell
 ) -> None:
     assert "goals" not in complete(shell, '%instant {"go')
+
+
+# -- secrets ----------------------------------------------------------------------------------
+
+
+def test_no_command_shows_the_admin_token(
+    cell: Cell, shell: InteractiveShell, seeded: AppCredentials, clean_env: pytest.MonkeyPatch
+) -> None:
+    clean_env.setenv("SECOND_TOKEN", seeded.admin_token)
+    commands = [
+        "%instant --connect",
+        f"%instant --connect {seeded.app_id} --api-uri {seeded.api_uri} "
+        "--admin-token-env SECOND_TOKEN --alias second",
+        "%instant --connections",
+        "%instant goals",
+        "%instant --guest goals",
+        "%instant --dry-run goals",
+        "%instant --schema",
+        '%instant {"goals": {"$": {"where": {"title": {"$gt": 1}}}}}',
+        "%instant --connect nope --admin-token-env UNSET_VARIABLE",
+        f"%instant --connect x --admin-token-env {seeded.admin_token}",
+        f"%instant --admin-token {seeded.admin_token} goals",
+        f"%instant --bogus {seeded.admin_token}",
+        "%config InstantMagic",
+    ]
+    for command in commands:
+        cell(command)
+    magic = magic_of(shell)
+    assert magic is not None
+    reprs = [repr(c) + c.describe() + repr(c.spec) for c in magic.connections.all()]
+    shown = "\n".join(cell.everything + reprs)
+    assert "Connected: second" in shown  # the commands did run
+    assert seeded.admin_token not in shown
