@@ -4,6 +4,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The shared conformance recording lives beside the repository (see docs/testing.md).
+SHARED ?= ../shared
 
 .PHONY: demo test lint typecheck pytest bench bench-quick conformance clean
 
@@ -42,8 +44,8 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py
 
 conformance: $(VENV)/.installed-dev
-	$(BIN)/python ../shared/conformance/record.py $(BIN)/python /tmp/instantdb-conformance.jsonl
-	$(BIN)/python ../shared/conformance/compare.py ../shared/conformance/vectors/official.jsonl /tmp/instantdb-conformance.jsonl --only-diff
+	$(BIN)/python $(SHARED)/conformance/record.py $(abspath $(BIN))/python /tmp/instantdb-conformance.jsonl
+	$(BIN)/python $(SHARED)/conformance/compare.py $(SHARED)/conformance/vectors/official.jsonl /tmp/instantdb-conformance.jsonl --only-diff --ignore-header user-agent
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -48,6 +48,7 @@ from ._types import (
     TxChunk,
 )
 from ._version import __version__
+from .webhooks import InstantWebhookError, InstantWebhookSignatureError
 
 __all__ = [
     "AsyncInstant",
@@ -71,6 +72,8 @@ __all__ = [
     "InstantTypeError",
     "InstantValidationError",
     "InstantValueError",
+    "InstantWebhookError",
+    "InstantWebhookSignatureError",
     "Logger",
     "Query",
     "QueryResult",

@@ -27,6 +27,7 @@ from ._types import (
     Schema,
     TransactResult,
 )
+from ._webhooks import AsyncWebhooks
 
 __all__ = ["AsyncInstant"]
 
@@ -72,6 +73,7 @@ class AsyncInstant(ClientBase[AsyncTransport]):
         self._storage = AsyncStorage(self._settings, self._transport)
         self._rooms = AsyncRooms(self._settings, self._transport)
         self._streams = AsyncStreams(self._settings, self._transport, self._live_log())
+        self._webhooks = AsyncWebhooks(self._settings, self._transport)
 
     @property
     def auth(self) -> AsyncAuth:
@@ -82,6 +84,12 @@ class AsyncInstant(ClientBase[AsyncTransport]):
     def storage(self) -> AsyncStorage:
         """File uploads and downloads, as this client's identity."""
         return self._storage
+
+    @property
+    def webhooks(self) -> AsyncWebhooks:
+        """Webhooks: ``manager`` (as admin), and ``validate`` / ``fetch_payloads`` /
+        ``process_payload`` for receiving deliveries."""
+        return self._webhooks
 
     @property
     def rooms(self) -> AsyncRooms:

@@ -27,6 +27,7 @@ from ._types import (
     Schema,
     TransactResult,
 )
+from ._webhooks import Webhooks
 
 __all__ = ["Instant"]
 
@@ -72,6 +73,7 @@ class Instant(ClientBase[SyncTransport]):
         self._storage = Storage(self._settings, self._transport)
         self._rooms = Rooms(self._settings, self._transport)
         self._streams = Streams(self._settings, self._transport, self._live_log())
+        self._webhooks = Webhooks(self._settings, self._transport)
 
     @property
     def auth(self) -> Auth:
@@ -82,6 +84,12 @@ class Instant(ClientBase[SyncTransport]):
     def storage(self) -> Storage:
         """File uploads and downloads, as this client's identity."""
         return self._storage
+
+    @property
+    def webhooks(self) -> Webhooks:
+        """Webhooks: ``manager`` (as admin), and ``validate`` / ``fetch_payloads`` /
+        ``process_payload`` for receiving deliveries."""
+        return self._webhooks
 
     @property
     def rooms(self) -> Rooms:

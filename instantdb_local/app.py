@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import errors
+from . import errors, webhooks
 from .errors import ServerError
 from .instance import Instance
 from .routes import DEFAULT_MAX_BODY_BYTES, all_routes
@@ -43,4 +43,7 @@ def create_app(instance: Instance, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYT
     )
     app.state.instance = instance
     app.state.max_body_bytes = max_body_bytes
+    # Webhooks watch transactions and deliver in the background for as long as the
+    # instance is open (pending deliveries resume here after a restart).
+    webhooks.service_for(instance)
     return app

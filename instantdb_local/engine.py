@@ -20,25 +20,50 @@ Extensions beyond the first contract:
   subscribe-query.
 - `AppEngine.transact(..., system_writes=True)` lets trusted server code (uploads,
   auth) write system columns that clients may not.
+- ``add_commit_listener(listener, wants_changes=...)``: while ``wants_changes()`` is
+  true, each `Commit` carries per-entity `EntityChange` records (webhooks need them;
+  reading them costs two record fetches per transaction, so only on request).
+- `AppEngine.trusted_write` runs the server's own multi-step writes (auth, storage):
+  reads and InstaML steps in one SQLite transaction, as admin, system columns allowed.
+- `AppEngine.blobs` holds the bytes of the app's ``$files`` (`blobs.BlobStore`, next to
+  the database); a committed delete of a ``$files`` row removes its blob.
+  `AppEngine.use_file_url` replaces the ``url`` builder after construction.
+- `AppEngine.storage_allowed` evaluates the ``$files`` rule storage routes check.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
+import sqlite3
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from . import attrs as attrs_module
 from . import entities, users
-from .access import QueryRules, Resolver, RulesLike, TransactRules, Viewer
+from .access import QueryRules, Resolver, RulesLike, TransactRules, Viewer, passes
 from .attrs import Attr, Catalog
+from .blobs import BlobStore
 from .errors import ServerError, validation_failed
 from .ids import new_id
-from .instaml import Effects, Transaction
+from .instaml import (
+    AddEntity,
+    AddLink,
+    DeleteEntity,
+    Effects,
+    MergeValue,
+    RemoveLink,
+    SetValueOp,
+    Transaction,
+)
 from .instaql import FileUrl, default_file_url, parse_query, run_query
 from .store import Store
+
+logger = logging.getLogger("instantdb_local")
 
 
 @dataclass(frozen=True)
@@ -69,11 +94,31 @@ class Actor:
 
 
 @dataclass(frozen=True)
+class EntityChange:
+    """One entity a committed transaction created, updated or deleted.
+
+    ``before`` / ``after`` hold the entity's scalar attributes by label, ``id`` included
+    (never links); ``before`` is None for a create and ``after`` for a delete. An update
+    that only changed links is not reported.
+    """
+
+    namespace: str
+    id: str
+    action: Literal["create", "update", "delete"]
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
 class Commit:
-    """What a committed transaction did, for listeners (subscriptions, blob storage)."""
+    """What a committed transaction did, for listeners (subscriptions, blob storage,
+    webhooks)."""
 
     tx_id: int
     deleted_files: tuple[dict[str, Any], ...] = ()
+    changes: tuple[EntityChange, ...] = ()
+    """Filled only while a listener's ``wants_changes()`` is true, in the order the
+    transaction touched the entities."""
 
 
 CommitListener = Callable[[Commit], None]
@@ -100,21 +145,41 @@ class AppEngine:
         self._rules_doc: Mapping[str, Any] | None = None
         self._rules: RulesLike | None = None
         self._listeners: list[CommitListener] = []
+        self._change_wanters: list[Callable[[], bool]] = []
+        self.blobs = BlobStore(path.parent / "files")
+        self.add_commit_listener(self._drop_deleted_blobs)
+        self._sweep_orphan_blobs()
 
-    def add_commit_listener(self, listener: CommitListener) -> Callable[[], None]:
+    def add_commit_listener(
+        self, listener: CommitListener, *, wants_changes: Callable[[], bool] | None = None
+    ) -> Callable[[], None]:
         """Call ``listener(Commit)`` after every committed transaction; returns a remover.
 
         Listeners run on the writer's thread after the write lock is released, so they
         may query the engine; they should return quickly. Exceptions they raise are
-        not the writer's problem and are swallowed.
+        not the writer's problem and are swallowed. While ``wants_changes()`` returns
+        true (asked before each transaction), commits carry their `EntityChange` records.
         """
         self._listeners.append(listener)
+        if wants_changes is not None:
+            self._change_wanters.append(wants_changes)
 
         def remove() -> None:
             if listener in self._listeners:
                 self._listeners.remove(listener)
+            if wants_changes is not None and wants_changes in self._change_wanters:
+                self._change_wanters.remove(wants_changes)
 
         return remove
+
+    def _changes_wanted(self) -> bool:
+        for wants in list(self._change_wanters):
+            try:
+                if wants():
+                    return True
+            except Exception:  # when in doubt, record: a missed change cannot be recovered
+                return True
+        return False
 
     def _notify(self, commit: Commit) -> None:
         for listener in list(self._listeners):
@@ -125,6 +190,83 @@ class AppEngine:
 
     def __repr__(self) -> str:
         return f"AppEngine(app_id={self.app_id!r}, path={str(self.path)!r})"
+
+    # -- files ----------------------------------------------------------------------
+
+    def use_file_url(self, file_url: FileUrl) -> None:
+        """Build the ``url`` of ``$files`` rows with ``file_url`` from now on."""
+        self._file_url = file_url
+
+    def _drop_deleted_blobs(self, commit: Commit) -> None:
+        for record in commit.deleted_files:
+            location_id = record.get("location-id")
+            if not isinstance(location_id, str):
+                continue
+            try:
+                self.blobs.delete(location_id)
+            except (OSError, ValueError):
+                # The row is gone, so the blob is unreachable; the next start sweeps it.
+                logger.warning("Could not remove the blob of deleted file %s", record.get("id"))
+
+    def _sweep_orphan_blobs(self) -> None:
+        # Blobs of uploads that crashed before committing, or of deletes whose cleanup
+        # never ran: nothing can reach them any more.
+        if not self.blobs.root.is_dir():
+            return
+        attr = self._catalog.forward("$files", "location-id")
+        assert attr is not None
+        with self._store.read() as conn:
+            rows = conn.execute("SELECT value FROM triples WHERE attr = ?", (attr.id,))
+            keep = {json.loads(row[0]) for row in rows}
+        removed = self.blobs.sweep({k for k in keep if isinstance(k, str)})
+        if removed:
+            logger.info("Removed %d unreferenced file(s) of app %s", removed, self.app_id)
+
+    def storage_allowed(self, actor: Actor, action: str, path: str) -> bool:
+        """Whether ``actor`` may ``create`` or ``delete`` the file at ``path``.
+
+        The storage routes check this before touching any bytes; the rule sees only
+        ``data = {"path": path}``, and with no rule at all storage is denied.
+        """
+        if actor.is_admin:
+            return True
+        program = self._rule_set().program("$files", action)
+        if program is None:
+            return False
+        from .perms import RuleContext
+
+        viewer = self._viewer(actor, {}, debug=False)
+        with self._store.read() as conn:
+            result = program.evaluate(
+                RuleContext(
+                    etype="$files",
+                    ref=Resolver(conn, self._catalog),
+                    data={"path": path},
+                    auth=actor.user,
+                    rule_params={},
+                    request=viewer.request_for(),
+                    show_error_details=False,
+                )
+            )
+        return passes(result)
+
+    # -- trusted writes -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def trusted_write(self) -> Iterator[TrustedWrite]:
+        """One write by the server itself, committed when the block succeeds.
+
+        Everything done through the yielded `TrustedWrite` is one SQLite transaction
+        under the app's write lock: an exception rolls all of it back. Listeners hear
+        of it once, after the commit.
+        """
+        with self._store.lock:
+            with self._store.write() as conn:
+                write = TrustedWrite(self, conn, capture=self._changes_wanted())
+                yield write
+            self._catalog = write.catalog  # published only once committed
+        if write.tx is not None:
+            self._notify(Commit(write.tx, tuple(write.deleted_files), tuple(write.changes)))
 
     # -- schema and rules ---------------------------------------------------------
 
@@ -262,13 +404,14 @@ class AppEngine:
             rules = TransactRules(
                 self._rule_set(), self._viewer(actor, {}, debug=False), record_only=False
             )
+        capture = self._changes_wanted()
         with self._store.lock:
             with self._store.write() as conn:
-                tx, catalog, effects = self._run(
-                    conn, steps, actor, throw_on_missing_attrs, rules, system_writes
+                tx, catalog, effects, changes = self._run(
+                    conn, steps, actor, throw_on_missing_attrs, rules, system_writes, capture
                 )
             self._catalog = catalog  # published only once committed
-        self._notify(Commit(tx, tuple(effects.deleted_files)))
+        self._notify(Commit(tx, tuple(effects.deleted_files), changes))
         return tx
 
     def _run(
@@ -279,7 +422,8 @@ class AppEngine:
         throw_on_missing_attrs: bool,
         rules: TransactRules | None,
         system_writes: bool = False,
-    ) -> tuple[int, Catalog, Effects]:
+        capture: bool = False,
+    ) -> tuple[int, Catalog, Effects, tuple[EntityChange, ...]]:
         txn = Transaction(
             conn,
             self._catalog,
@@ -292,8 +436,10 @@ class AppEngine:
             txn.prepare_attrs()
             txn.expand()
             tx = Store.next_tx(conn)
-            effects = txn.apply(tx)
-            return tx, txn.catalog, effects
+            if not capture:
+                return tx, txn.catalog, txn.apply(tx), ()
+            effects, changes = _apply_recording_changes(conn, txn, tx)
+            return tx, txn.catalog, effects, changes
         for attr_step in txn.attr_steps:
             rules.admin_only(attr_step.action, "attrs", None)
         new_attrs = txn.prepare_attrs()
@@ -302,8 +448,9 @@ class AppEngine:
             rules.new_attr(attr, pre)
         txn.expand()
         tx = Store.next_tx(conn)
-        _checked_apply(conn, txn, tx, rules)
-        return tx, txn.catalog, txn.effects
+        before, after = _checked_apply(conn, txn, tx, rules)
+        changes = _entity_changes(txn.catalog, before, after) if capture else ()
+        return tx, txn.catalog, txn.effects, changes
 
     def query_perms_check(
         self,
@@ -344,11 +491,12 @@ class AppEngine:
         )
         committed = False
         tx = 0
+        capture = commit and self._changes_wanted()
         with self._store.lock:
             try:
                 with self._store.write() as conn:
-                    tx, catalog, effects = self._run(
-                        conn, steps, actor, throw_on_missing_attrs, rules
+                    tx, catalog, effects, changes = self._run(
+                        conn, steps, actor, throw_on_missing_attrs, rules, capture=capture
                     )
                     if not (commit and all(c.ok for c in rules.checks)):
                         raise _Rollback
@@ -358,7 +506,7 @@ class AppEngine:
             if committed:
                 self._catalog = catalog
         if committed:
-            self._notify(Commit(tx, tuple(effects.deleted_files)))
+            self._notify(Commit(tx, tuple(effects.deleted_files), changes))
         return {
             "tx-id": tx,
             "all-checks-ok?": all(c.ok for c in rules.checks),
@@ -386,41 +534,42 @@ class AppEngine:
     ) -> tuple[dict[str, Any], bool]:
         """Find or create the user, mint a refresh token: ``(user_with_refresh_token, created)``.
 
-        The email wins when both are given; a user created from an id alone carries an
-        explicit ``"email": null``, as the real server's does.
+        See `instantdb_local.auth.create_token`, which also takes ``extra_fields``.
         """
-        if email is not None:
-            email = users.normalize_email(email, path=["body", "email"])
-        if id is not None:
-            id = users.require_uuid(id, path=["body", "id"])
-        if email is None and id is None:
-            raise users.missing_identity()
-        token = new_id()
-        with self._store.lock, self._store.write() as conn:
-            catalog = self._catalog
-            if email is not None:
-                user_id = users.find_user_id(conn, catalog, email=email)
-            else:
-                user_id = users.find_user_id(conn, catalog, id=id)
-            created = user_id is None
-            steps: list[Any] = []
-            if user_id is None:
-                user_id = id or new_id()
-                steps.append(["update", "$users", user_id, {"email": email}])
-            token_id = new_id()
-            steps.append(
-                ["update", "$userRefreshTokens", token_id, {"hashedToken": users.hash_token(token)}]
-            )
-            steps.append(["link", "$userRefreshTokens", token_id, {"$user": user_id}])
-            tx, _, _ = self._run(conn, steps, Actor.admin(), False, None, system_writes=True)
-            user = users.db_format(conn, catalog, self.app_id, user_id)
-        assert user is not None
-        self._notify(Commit(tx))
-        user["refresh_token"] = token
-        return user, created
+        from . import auth
+
+        return auth.create_token(self, email=email, id=id)
 
     def close(self) -> None:
         self._store.close()
+
+
+class TrustedWrite:
+    """The handle `AppEngine.trusted_write` yields: its connection, the catalog, and
+    `transact` for InstaML steps run as admin with system columns writable."""
+
+    def __init__(self, engine: AppEngine, conn: sqlite3.Connection, *, capture: bool) -> None:
+        self.conn = conn
+        self.catalog = engine._catalog
+        self.tx: int | None = None
+        self.deleted_files: list[dict[str, Any]] = []
+        self.changes: list[EntityChange] = []
+        self._engine = engine
+        self._capture = capture
+
+    def transact(self, steps: list[Any]) -> int:
+        tx, catalog, effects, changes = self._engine._run(
+            self.conn, steps, Actor.admin(), False, None, system_writes=True, capture=self._capture
+        )
+        self.catalog = catalog
+        self.tx = tx
+        self.deleted_files.extend(effects.deleted_files)
+        self.changes.extend(changes)
+        return tx
+
+    def user(self, user_id: str) -> dict[str, Any] | None:
+        """The `$users` record in db format as this write sees it, or None."""
+        return users.db_format(self.conn, self.catalog, self._engine.app_id, user_id)
 
 
 def _refuse_admin(actor: Actor) -> None:
@@ -428,7 +577,9 @@ def _refuse_admin(actor: Actor) -> None:
         raise validation_failed("non-admin", None, [{"message": "Cannot test perms as admin"}])
 
 
-def _checked_apply(conn: Any, txn: Transaction, tx: int, rules: TransactRules) -> None:
+def _checked_apply(
+    conn: Any, txn: Transaction, tx: int, rules: TransactRules
+) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]:
     """Apply a non-admin transaction with its permission checks (section 7).
 
     ``update``/``delete`` rules and the link fallback's ``view`` see the database as it
@@ -436,6 +587,8 @@ def _checked_apply(conn: Any, txn: Transaction, tx: int, rules: TransactRules) -
     learn each entity's new state, rolled back, checked, then applied for real;
     ``create`` and ``link`` rules then run against the new state in the same database
     transaction, where ``data.ref`` sees links written by this transaction.
+
+    Returns the involved entities' records before and after, in touch order.
     """
     catalog = txn.catalog
     conn.execute("SAVEPOINT instant_checks")
@@ -559,19 +712,98 @@ def _checked_apply(conn: Any, txn: Transaction, tx: int, rules: TransactRules) -
                     actions={"data": actions["linkedData"], "linkedData": actions["data"]},
                     rule_params=params(other_key),
                 )
+    return _in_order(before, keys), _in_order(now, keys)
 
 
-def _involved(effects: Any) -> set[tuple[str, str]]:
-    keys = set(effects.touches)
+def _involved(effects: Any) -> dict[tuple[str, str], None]:
+    """Entities a transaction touched or linked, in the order it touched them."""
+    keys = dict.fromkeys(effects.touches)
     for change in effects.links:
         attr = change.link.attr
-        keys.add((attr.etype, change.source))
-        keys.add((str(attr.rev_etype), change.target))
+        keys[(attr.etype, change.source)] = None
+        keys[(str(attr.rev_etype), change.target)] = None
     return keys
 
 
+def _in_order(
+    records: dict[tuple[str, str], dict[str, Any]], keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    return {key: records[key] for key in keys if key in records}
+
+
+def _op_keys(ops: Iterable[Any]) -> dict[tuple[str, str], None]:
+    """The entities InstaML ops name directly (cascaded deletes are found on apply)."""
+    keys: dict[tuple[str, str], None] = {}
+    for op in ops:
+        if isinstance(op, (AddEntity, DeleteEntity)):
+            keys[(op.etype, op.eid)] = None
+        elif isinstance(op, (SetValueOp, MergeValue)):
+            keys[(op.attr.etype, op.eid)] = None
+        elif isinstance(op, (AddLink, RemoveLink)):
+            attr = op.link.attr
+            keys[(attr.etype, op.source)] = None
+            keys[(str(attr.rev_etype), op.target)] = None
+    return keys
+
+
+def _apply_recording_changes(
+    conn: Any, txn: Transaction, tx: int
+) -> tuple[Effects, tuple[EntityChange, ...]]:
+    """Apply an admin transaction, reading its entities' records before and after.
+
+    The records before are read for the entities the ops name; if applying touched
+    others too (cascaded deletes), the writes are rolled back, their records read, and
+    the transaction applied again, so every deleted entity's last state is known.
+    """
+    catalog = txn.catalog
+    keys = _op_keys(txn.ops)
+    before = _records(conn, catalog, keys)
+    conn.execute("SAVEPOINT instant_changes")
+    effects = txn.apply(tx)
+    extra = [key for key in _involved(effects) if key not in keys]
+    if extra:
+        conn.execute("ROLLBACK TO instant_changes")
+        before.update(_records(conn, catalog, extra))
+        keys.update(dict.fromkeys(extra))
+        effects = txn.apply(tx)
+    conn.execute("RELEASE instant_changes")
+    after = _records(conn, catalog, keys)
+    return effects, _entity_changes(catalog, _in_order(before, keys), _in_order(after, keys))
+
+
+def _entity_changes(
+    catalog: Catalog,
+    before: dict[tuple[str, str], dict[str, Any]],
+    after: dict[tuple[str, str], dict[str, Any]],
+) -> tuple[EntityChange, ...]:
+    """Create / update / delete records from entity states (both in touch order)."""
+    changes: list[EntityChange] = []
+    for key in dict.fromkeys([*before, *after]):
+        etype, eid = key
+        if etype in attrs_module.INTERNAL_NAMESPACES:
+            continue  # hashed tokens and codes are nobody's business
+        refs = {attr.label for attr in catalog.attrs_of(etype) if attr.is_ref}
+        old = _scalars(before.get(key), refs)
+        new = _scalars(after.get(key), refs)
+        if old is None and new is None:
+            continue
+        if old is None:
+            changes.append(EntityChange(etype, eid, "create", None, new))
+        elif new is None:
+            changes.append(EntityChange(etype, eid, "delete", old, None))
+        elif old != new:
+            changes.append(EntityChange(etype, eid, "update", old, new))
+    return tuple(changes)
+
+
+def _scalars(record: dict[str, Any] | None, refs: set[str]) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    return {label: value for label, value in record.items() if label not in refs}
+
+
 def _records(
-    conn: Any, catalog: Catalog, keys: set[tuple[str, str]]
+    conn: Any, catalog: Catalog, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], dict[str, Any]]:
     by_type: dict[str, list[str]] = {}
     for etype, eid in keys:

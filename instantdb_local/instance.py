@@ -28,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import errors, schema_files
+from . import blobs, errors, schema_files
 from .engine import AppEngine
 
 logger = logging.getLogger("instantdb_local")
@@ -131,6 +131,10 @@ class Instance:
         self._project: _ProjectState | None = None
         self._last_sweep = float("-inf")
         self._closed = False
+        # Features that follow every engine (webhooks watch commits) hook in here.
+        self._engine_hooks: list[Callable[[AppEngine], None]] = []
+        self._close_hooks: list[Callable[[], None]] = []
+        self._served_uri: str | None = None
 
     # -- opening and closing ----------------------------------------------------------
 
@@ -176,6 +180,13 @@ class Instance:
             if self._closed:
                 return
             self._closed = True
+            close_hooks = list(self._close_hooks)
+        for hook in reversed(close_hooks):
+            try:
+                hook()
+            except Exception:
+                logger.exception("A close hook of the instance failed")
+        with self._lock:
             engines = list(self._engines.values())
             self._engines.clear()
         for engine in engines:
@@ -184,6 +195,19 @@ class Instance:
             except Exception:
                 logger.exception("Closing the engine of app %s failed", engine.app_id)
         self._registry.close()
+
+    def on_engine_open(self, hook: Callable[[AppEngine], None]) -> None:
+        """Call ``hook(engine)`` for every engine open now and every one opened later."""
+        with self._lock:
+            self._engine_hooks.append(hook)
+            engines = list(self._engines.values())
+        for engine in engines:
+            hook(engine)
+
+    def on_close(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` when the instance closes, before its engines close."""
+        with self._lock:
+            self._close_hooks.append(hook)
 
     def __enter__(self) -> Instance:
         return self
@@ -280,6 +304,7 @@ class Instance:
     # -- the address the server was last started on -------------------------------------
 
     def record_address(self, host: str, port: int) -> None:
+        self._served_uri = api_uri(host, port)
         with self._lock:
             self._registry.execute(
                 "INSERT OR REPLACE INTO settings (key, value) VALUES ('api_uri', ?)",
@@ -293,6 +318,12 @@ class Instance:
                 "SELECT value FROM settings WHERE key = 'api_uri'"
             ).fetchone()
         return str(row[0]) if row else None
+
+    def served_uri(self) -> str:
+        """The origin ``$files`` urls point at: where this data dir is (or was last) served."""
+        if self._served_uri is None:
+            self._served_uri = self.last_api_uri() or api_uri(DEFAULT_HOST, DEFAULT_PORT)
+        return self._served_uri
 
     # -- project files ------------------------------------------------------------------
 
@@ -382,8 +413,17 @@ class Instance:
                 _make_private_dir(app_dir.parent)
                 _make_private_dir(app_dir)
                 engine = self._engine_factory(app_dir / _ENGINE_FILE, app_id=record.id)
+                engine.use_file_url(self._file_url_builder(record.id))
                 self._engines[record.id] = engine
+                for hook in self._engine_hooks:
+                    hook(engine)
             return engine
+
+    def _file_url_builder(self, app_id: str) -> Callable[[str, dict[str, Any]], str]:
+        def file_url(location_id: str, record: dict[str, Any]) -> str:
+            return self.served_uri() + blobs.download_path(app_id, location_id)
+
+        return file_url
 
     def _load_apps(self) -> None:
         rows = self._registry.execute(

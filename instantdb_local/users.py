@@ -1,7 +1,10 @@
-"""`$users` records in the auth routes' "db format", and refresh tokens.
+"""`$users` records in the auth routes' "db format", refresh tokens and magic codes as
+rows of the store.
 
 Refresh tokens are random UUIDs handed to the client once; only their sha-256 hex is
 stored (``$userRefreshTokens.hashedToken``), linked to the user with cascade delete.
+Magic codes are stored the same way (``$magicCodes.codeHash``) next to their email.
+The flows that write these live in `instantdb_local.auth`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import entities
-from .attrs import Catalog
+from .attrs import Attr, Catalog
 from .errors import param_malformed, validation_failed
 from .ids import is_uuid
 
@@ -41,15 +44,21 @@ def require_uuid(value: Any, *, path: list[str]) -> str:
     return str(value).lower()
 
 
-def created_at(conn: sqlite3.Connection, etype: str, eid: str) -> str | None:
+def created_ms(conn: sqlite3.Connection, etype: str, eid: str) -> int | None:
+    """When the entity was created (its creating transaction's time), epoch ms."""
     row = conn.execute(
         "SELECT t.created_ms FROM entities e JOIN txs t ON t.id = e.created_tx "
         "WHERE e.etype = ? AND e.id = ?",
         (etype, eid),
     ).fetchone()
-    if row is None:
+    return None if row is None else int(row[0])
+
+
+def created_at(conn: sqlite3.Connection, etype: str, eid: str) -> str | None:
+    ms = created_ms(conn, etype, eid)
+    if ms is None:
         return None
-    moment = datetime.fromtimestamp(row[0] / 1000, tz=timezone.utc)
+    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -83,11 +92,8 @@ def find_user_id(
         assert attr is not None
         return entities.lookup(conn, attr, email.strip().lower())
     if refresh_token is not None:
-        hashed = catalog.forward("$userRefreshTokens", "hashedToken")
-        owner = catalog.forward("$userRefreshTokens", "$user")
-        assert hashed is not None
-        assert owner is not None
-        token_id = entities.lookup(conn, hashed, hash_token(refresh_token))
+        owner = _attr(catalog, "$userRefreshTokens", "$user")
+        token_id = refresh_token_id(conn, catalog, refresh_token)
         if token_id is None:
             return None
         found, user_id = entities.get_value(conn, owner, token_id)
@@ -99,3 +105,42 @@ def find_user_id(
 
 def missing_identity() -> Exception:
     return validation_failed("body", {}, [{"message": "Please provide an `email` or `id`"}])
+
+
+def refresh_token_id(conn: sqlite3.Connection, catalog: Catalog, token: str) -> str | None:
+    """The `$userRefreshTokens` row of a token, or None."""
+    hashed = _attr(catalog, "$userRefreshTokens", "hashedToken")
+    return entities.lookup(conn, hashed, hash_token(token))
+
+
+def refresh_token_ids_of(conn: sqlite3.Connection, catalog: Catalog, user_id: str) -> list[str]:
+    """Every `$userRefreshTokens` row of a user (whether or not the user still exists)."""
+    owner = _attr(catalog, "$userRefreshTokens", "$user")
+    rows = conn.execute(
+        "SELECT entity FROM triples WHERE attr = ? AND vkey = ?", (owner.id, user_id.lower())
+    )
+    return [str(row[0]) for row in rows]
+
+
+def magic_code_ids(
+    conn: sqlite3.Connection, catalog: Catalog, email: str, code_hash: str
+) -> list[str]:
+    """`$magicCodes` rows for this email and code hash, newest first."""
+    hashed = _attr(catalog, "$magicCodes", "codeHash")
+    owner = _attr(catalog, "$magicCodes", "email")
+    rows = conn.execute(
+        "SELECT c.entity FROM triples c "
+        "JOIN triples e ON e.entity = c.entity AND e.attr = ? AND e.vkey = ? "
+        "JOIN entities n ON n.etype = '$magicCodes' AND n.id = c.entity "
+        "WHERE c.attr = ? AND c.vkey = ? "
+        "ORDER BY n.created_tx DESC",
+        (owner.id, email, hashed.id, code_hash),
+    )
+    return [str(row[0]) for row in rows]
+
+
+def _attr(catalog: Catalog, etype: str, label: str) -> Attr:
+    attr = catalog.forward(etype, label)
+    if attr is None:  # pragma: no cover - the system catalog always has it
+        raise RuntimeError(f"the system attribute {etype}.{label} is missing")
+    return attr

@@ -21,23 +21,10 @@ PENDING: list[tuple[tuple[str, ...], str, str]] = [
     (("POST",), "/admin/subscribe-query", "subscribe_query (live queries over SSE)"),
     (("POST",), "/admin/sse", "Streams"),
     (("POST",), "/admin/sse/push", "Streams"),
-    (("POST",), "/admin/sign_out", "auth.sign_out"),
-    (("POST",), "/admin/magic_code", "Magic codes"),
-    (("POST",), "/admin/send_magic_code", "Magic codes"),
-    (("POST",), "/admin/verify_magic_code", "Magic codes"),
-    (("POST",), "/admin/sign_in_guest", "Guest sign-in"),
-    (("DELETE",), "/admin/users", "auth.delete_user"),
-    (("PUT",), "/admin/storage/upload", "Storage"),
-    (("GET", "DELETE"), "/admin/storage/files", "Storage"),
-    (("POST",), "/admin/storage/files/delete", "Storage"),
     (("POST",), "/admin/storage/signed-upload-url", "Signed storage URLs"),
     (("GET",), "/admin/storage/signed-download-url", "Signed storage URLs"),
     (("GET",), "/admin/soft_deleted_attrs", "Soft-deleted attributes"),
     (("GET",), "/admin/rooms/presence", "Rooms presence"),
-    (("GET", "POST"), "/dash/apps/{app_id}/webhooks", "Webhooks"),
-    (("GET", "POST", "DELETE"), "/dash/apps/{app_id}/webhooks/{rest:path}", "Webhooks"),
-    (("GET",), "/webhooks/payload/{rest:path}", "Webhooks"),
-    (("GET",), "/.well-known/webhooks/jwks.json", "Webhooks"),
 ]
 
 

@@ -66,6 +66,8 @@ def test_public_names() -> None:
             "StreamWriter",
             "Streams",
             "Subscription",
+            "InstantWebhookError",
+            "InstantWebhookSignatureError",
             "Query",
             "QueryResult",
             "RetryPolicy",
