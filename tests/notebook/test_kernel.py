@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tests.notebook.kernel import running_kernel
+from tests.notebook.live_server import HAS_LIVE_ROUTES, needs_live_server
 
 pytestmark = pytest.mark.slow
 
@@ -47,3 +48,38 @@ def test_a_live_widget_updates_while_a_cell_blocks() -> None:
         assert seen["rows"] >= seen["during"]
         stopped = kernel.run("live.stop()\nprint(live.status, live.running)")
         assert stopped.stdout.split() == ["stopped", "False"]
+
+
+# Without the live routes the real-server test is expected to fail: fail fast.
+REAL_SETUP = f"""
+import time
+from instantdb import id
+from instantdb_local import LocalServer
+from instantdb_notebook import live_query
+
+server = LocalServer().start()
+db = server.client()
+live = live_query(db, {{"todos": {{}}}}, render_interval=0.05)
+display(live)
+live.wait_for(timeout={20 if HAS_LIVE_ROUTES else 2})
+print(live.widget.table.model_id)
+"""
+
+WRITER = """
+for n in range(8):
+    db.transact(db.tx.todos[id()].update({"text": f"todo {n}"}))
+    time.sleep(0.2)
+"""
+
+
+@needs_live_server
+def test_with_the_real_sdk_the_table_follows_a_blocking_writer_cell() -> None:
+    with running_kernel() as kernel:
+        table_id = kernel.run(REAL_SETUP).stdout.strip()
+        writing = kernel.run(WRITER)
+        redraws = [state["value"] for state in writing.comm_updates(table_id) if "value" in state]
+        # Redrawn while the writer cell was still running, up to the last todo.
+        assert len(redraws) >= 3
+        assert any("todo 7" in table for table in redraws)
+        after = kernel.run("print(len(live.latest), live.status); live.stop(); server.stop()")
+        assert after.stdout.split() == ["8", "connected"]
