@@ -178,6 +178,7 @@ class _LiveHandle(Generic[StateT]):
         self._changed = threading.Condition()
         self._finished = threading.Event()
         self._widget = None
+        self._shown: Any = None  # the widget renders draw (set on the portal thread)
         self._task: asyncio.Task[None] | None = None
         self._dirty = False
         self._wakeup: asyncio.Future[None] | None = None
@@ -330,17 +331,22 @@ class _LiveHandle(Generic[StateT]):
             await asyncio.sleep(self._render_interval)
 
     def _render(self) -> None:
-        widget = self._widget
-        if widget is not None:
-            widget.render(self)
+        if self._shown is not None:
+            self._shown.render(self)
 
     def _attach(self, widget: Any) -> Any:
         """Remember ``widget`` (built in the caller's thread) and draw it from the portal."""
         self._widget = widget
-        if not self._portal.closed:
-            # A render may have run before the widget existed: draw the newest state.
-            self._portal.call_soon(self._render)
+        if self._portal.closed:
+            self._first_render()  # nothing runs on the portal any more
+        else:
+            self._portal.call_soon(self._first_render)
         return widget
+
+    def _first_render(self) -> None:
+        # On the portal thread: from now on renders draw this widget.
+        self._shown = self._widget
+        self._render()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
         return self.widget._repr_mimebundle_(**kwargs)  # type: ignore[no-any-return]
@@ -564,7 +570,8 @@ class LiveStream(_LiveHandle[StreamState]):
         render_interval: float = DEFAULT_RENDER_INTERVAL,
     ) -> None:
         self._open = open_reader
-        # Chunks not yet shown by the widget; taken by the renderer on the portal thread.
+        # Text not yet shown by the widget (portal thread only). Kept only once a widget
+        # exists, so an undisplayed stream holds its text once, in its state.
         self._unrendered: list[str] = []
         super().__init__(
             StreamState(byte_offset=byte_offset, start_offset=byte_offset),
@@ -613,7 +620,8 @@ class LiveStream(_LiveHandle[StreamState]):
     async def _consume(self, reader: AsyncIterator[str]) -> None:
         async for chunk in reader:
             state = self._state
-            self._unrendered.append(chunk)
+            if self._shown is not None:
+                self._unrendered.append(chunk)
             self._publish(
                 status="connected",
                 text=state.text + chunk,
@@ -621,6 +629,11 @@ class LiveStream(_LiveHandle[StreamState]):
                 updates=state.updates + 1,
                 last_change=datetime.now().astimezone(),
             )
+
+    def _first_render(self) -> None:
+        # Everything received before the widget was shown, then what follows.
+        self._unrendered = [self._state.text]
+        super()._first_render()
 
     def _take_unrendered(self) -> str:
         """The text received since the last call (portal thread only)."""

@@ -301,3 +301,28 @@ def test_stream_snapshot_is_escaped_html(portal: Portal) -> None:
     bundle = stream.widget._repr_mimebundle_()
     assert "&lt;script&gt;" in bundle["text/html"]
     assert "<script>" not in bundle["text/html"]
+
+
+def test_a_stream_widget_made_late_shows_everything_exactly_once(portal: Portal) -> None:
+    async def slow() -> AsyncIterator[str]:
+        for n in range(40):
+            yield f"{n};"
+            await asyncio.sleep(0.002)
+
+    stream = LiveStream(slow, portal=portal, render_interval=0)
+    stream.wait_for(lambda text: "10;" in text, timeout=TIMEOUT)
+    assert stream._unrendered == []  # nothing kept twice while nobody watches
+    widget = stream.widget  # made while chunks keep arriving
+    stream.wait_for(timeout=TIMEOUT)
+    eventually(lambda: "done" in widget.status.value)
+    shown = "".join(output["text"] for output in widget.output.outputs)
+    assert shown == "".join(f"{n};" for n in range(40))
+
+
+def test_a_widget_made_after_the_end_shows_the_final_state(portal: Portal) -> None:
+    stream = LiveStream(chunks("all ", "of it"), portal=portal, render_interval=0)
+    stream.wait_for(timeout=TIMEOUT)
+    eventually(lambda: not stream.running)
+    widget = stream.widget
+    eventually(lambda: "done" in widget.status.value)
+    assert "".join(o["text"] for o in widget.output.outputs) == "all of it"
