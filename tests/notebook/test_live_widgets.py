@@ -326,3 +326,28 @@ def test_a_widget_made_after_the_end_shows_the_final_state(portal: Portal) -> No
     widget = stream.widget
     eventually(lambda: "done" in widget.status.value)
     assert "".join(o["text"] for o in widget.output.outputs) == "all of it"
+
+
+def test_no_token_in_widget_state_or_reprs(portal: Portal, instant_server: Any) -> None:
+    # Against the real local server, whatever state the subscription reaches (connected,
+    # or an error if the server has no live routes), nothing shows the tokens.
+    from instantdb import Instant
+    from instantdb_notebook import live_query
+
+    app = instant_server.create_app("widget-secrets")
+    with Instant(app_id=app.app_id, admin_token=app.admin_token, api_uri=app.api_uri) as db:
+        refresh = db.auth.create_token(email="ann@example.com")
+        handles = [
+            live_query(db, {"goals": {}}, portal=portal, render_interval=0),
+            live_query(db.as_user(token=refresh), {"goals": {}}, portal=portal, render_interval=0),
+        ]
+        for live in handles:
+            widget = live.widget
+            eventually(lambda live=live: live.status != "connecting")
+            eventually(lambda w=widget: "&#9679; connecting" not in w.status.value)
+            states = [widget.get_state(), *(c.get_state() for c in widget.children)]
+            shown = repr(states) + repr(live) + repr(live.state) + str(live.error)
+            shown += str(live._repr_mimebundle_())
+            assert app.admin_token not in shown
+            assert refresh not in shown
+            live.stop()
