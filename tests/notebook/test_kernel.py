@@ -7,7 +7,6 @@ import json
 import pytest
 
 from tests.notebook.kernel import running_kernel
-from tests.notebook.live_server import HAS_LIVE_ROUTES, needs_live_server
 
 pytestmark = pytest.mark.slow
 
@@ -51,7 +50,7 @@ def test_a_live_widget_updates_while_a_cell_blocks() -> None:
 
 
 # Without the live routes the real-server test is expected to fail: fail fast.
-REAL_SETUP = f"""
+REAL_SETUP = """
 import time
 from instantdb import id
 from instantdb_local import LocalServer
@@ -59,9 +58,9 @@ from instantdb_notebook import live_query
 
 server = LocalServer().start()
 db = server.client()
-live = live_query(db, {{"todos": {{}}}}, render_interval=0.05)
+live = live_query(db, {"todos": {}}, render_interval=0.05)
 display(live)
-live.wait_for(timeout={20 if HAS_LIVE_ROUTES else 2})
+live.wait_for(timeout=20)
 print(live.widget.table.model_id)
 """
 
@@ -72,7 +71,6 @@ for n in range(8):
 """
 
 
-@needs_live_server
 def test_with_the_real_sdk_the_table_follows_a_blocking_writer_cell() -> None:
     with running_kernel() as kernel:
         table_id = kernel.run(REAL_SETUP).stdout.strip()

@@ -15,12 +15,9 @@ from instantdb import AsyncInstant, Instant
 from instantdb import id as new_id
 from instantdb_local import AppCredentials, LocalServer
 from instantdb_notebook import LiveQuery, LiveStream, Portal, live_query, read_stream, submit_async
-from tests.notebook.live_server import HAS_LIVE_ROUTES, needs_live_server
-
-pytestmark = needs_live_server
 
 # Without the live routes these are expected to fail: fail fast.
-TIMEOUT = 20.0 if HAS_LIVE_ROUTES else 1.0
+TIMEOUT = 20.0
 RULES = {"goals": {"allow": {"view": "data.title != 'private'"}}}
 
 

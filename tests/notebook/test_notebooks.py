@@ -14,8 +14,6 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.notebook.live_server import HAS_LIVE_ROUTES, needs_live_server
-
 pytestmark = pytest.mark.slow
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -35,17 +33,8 @@ def notebook_paths() -> list[Path]:
     return sorted(NOTEBOOKS.glob("*.ipynb"))
 
 
-# The live dashboard and the streams notebook need the local server's live routes.
-LIVE_NOTEBOOKS = {"02_live_dashboard", "03_streams"}
-
-
 def runnable_notebooks() -> list[object]:
-    return [
-        pytest.param(path, marks=needs_live_server, id=path.stem)
-        if path.stem in LIVE_NOTEBOOKS
-        else pytest.param(path, id=path.stem)
-        for path in notebook_paths()
-    ]
+    return [pytest.param(path, id=path.stem) for path in notebook_paths()]
 
 
 def test_there_are_three_notebooks() -> None:
@@ -78,10 +67,9 @@ def test_runs_end_to_end_and_shows_no_token(
         probed.cells.append(cell)
         if cell.cell_type == "code":
             probed.cells.append(nbformat.v4.new_code_cell(PROBE, metadata={"probe": True}))
-    expected_to_fail = path.stem in LIVE_NOTEBOOKS and not HAS_LIVE_ROUTES
     client = NotebookClient(
         probed,
-        timeout=5 if expected_to_fail else CELL_TIMEOUT,
+        timeout=CELL_TIMEOUT,
         kernel_name="python3",
         resources={"metadata": {"path": str(tmp_path)}},
     )
