@@ -85,51 +85,106 @@ class _Parser(argparse.ArgumentParser):
         raise MagicUsageError(message)
 
 
+# argparse %-formats the usage text, hence the doubled percent signs.
+_USAGE = """\
+%%instant [OPTIONS] [TARGET] [QUERY]      the query is the rest of the line
+%%%%instant [OPTIONS] [TARGET]             the query is the cell body
+
+QUERY   goals | goals todos | $variable | a Python expression giving a dict
+TARGET  VAR << (store) | VAR= << (store and show) | -o VAR"""
+
+_EPILOG = "Tokens are never typed into a cell. The full grammar: docs/notebooks.md."
+
+
 def _parser() -> _Parser:
     parser = _Parser(
         prog="%instant",
+        usage=_USAGE,
+        epilog=_EPILOG,
         add_help=False,
         allow_abbrev=False,  # so "--admin-token X" can never be read as "--admin-token-env X"
     )
+    parser.add_argument("-h", "--help", action="store_true", help="show this help")
+
     connect = parser.add_argument_group("connections")
-    connect.add_argument("--connect", nargs="?", const="", metavar="APP_ID", default=None)
-    connect.add_argument("--api-uri", metavar="URL")
-    connect.add_argument("--admin-token-env", metavar="VAR")
-    connect.add_argument("--prompt-token", action="store_true")
-    connect.add_argument("--keyring", metavar="SERVICE")
-    connect.add_argument("--no-token", action="store_true")
-    connect.add_argument("--local", action="store_true")
-    connect.add_argument("--data-dir", metavar="DIR")
-    connect.add_argument("--attach", metavar="SERVER_OR_DIR")
-    connect.add_argument("--alias", metavar="NAME")
-    connect.add_argument("--connections", action="store_true")
-    connect.add_argument("--close", metavar="ALIAS")
-    connect.add_argument("--use", metavar="ALIAS")
-    connect.add_argument("-c", "--connection", metavar="ALIAS")
-    connect.add_argument("--schema", action="store_true")
+    connect.add_argument(
+        "--connect",
+        nargs="?",
+        const="",
+        metavar="APP_ID",
+        default=None,
+        help="connect from the environment, or to APP_ID",
+    )
+    connect.add_argument("--api-uri", metavar="URL", help="with --connect: the server")
+    connect.add_argument(
+        "--admin-token-env", metavar="VAR", help="with --connect: the admin token's env var"
+    )
+    connect.add_argument(
+        "--prompt-token", action="store_true", help="with --connect: ask for the admin token"
+    )
+    connect.add_argument(
+        "--keyring", metavar="SERVICE", help="with --connect: the admin token from keyring"
+    )
+    connect.add_argument(
+        "--no-token", action="store_true", help="with --connect: no admin token (users only)"
+    )
+    connect.add_argument("--local", action="store_true", help="start a local server, connect")
+    connect.add_argument("--data-dir", metavar="DIR", help="with --local: keep its data in DIR")
+    connect.add_argument(
+        "--attach", metavar="SERVER_OR_DIR", help="use a running LocalServer or data dir"
+    )
+    connect.add_argument("--alias", metavar="NAME", help="name the new connection")
+    connect.add_argument("--connections", action="store_true", help="list connections")
+    connect.add_argument("--close", metavar="ALIAS", help="close a connection")
+    connect.add_argument("--use", metavar="ALIAS", help="make ALIAS the current connection")
+    connect.add_argument(
+        "-c", "--connection", metavar="ALIAS", help="use ALIAS for this command only"
+    )
+    connect.add_argument("--schema", action="store_true", help="fetch the app's schema again")
 
     identity = parser.add_argument_group("acting as a user")
-    identity.add_argument("--as-email", metavar="EMAIL")
-    identity.add_argument("--guest", action="store_true")
-    identity.add_argument("--token-env", metavar="VAR")
+    identity.add_argument("--as-email", metavar="EMAIL", help="as the user with this email")
+    identity.add_argument("--guest", action="store_true", help="as a signed-out guest")
+    identity.add_argument(
+        "--token-env", metavar="VAR", help="as the user whose refresh token is in $VAR"
+    )
 
     query = parser.add_argument_group("queries")
-    query.add_argument("--rule-params", metavar="EXPR")
-    query.add_argument("--limit", type=_positive_int, metavar="N")
-    query.add_argument("--all", action="store_true")
-    query.add_argument("--page-size", type=_positive_int, metavar="N")
-    query.add_argument("--raw", action="store_true")
-    query.add_argument("--links", choices=("nested", "ids", "explode"))
-    query.add_argument("--live", action="store_true")
-    query.add_argument("--dry-run", action="store_true")
-    query.add_argument("--transact", action="store_true")
-    query.add_argument("-o", "--out", metavar="VAR")
+    query.add_argument("--rule-params", metavar="EXPR", help="rule params: JSON, expression")
+    query.add_argument(
+        "--limit", type=_positive_int, metavar="N", help="limit each top-level namespace"
+    )
+    query.add_argument("--all", action="store_true", help="fetch everything, page by page")
+    query.add_argument(
+        "--page-size", type=_positive_int, metavar="N", help="with --all: entities per request"
+    )
+    query.add_argument("--raw", action="store_true", help="return the result dict")
+    query.add_argument(
+        "--links", choices=("nested", "ids", "explode"), help="how DataFrames show links"
+    )
+    query.add_argument("--live", action="store_true", help="a live query widget")
+    query.add_argument("--dry-run", action="store_true", help="show the query, send nothing")
+    query.add_argument("--transact", action="store_true", help="run a transaction of db.tx chunks")
+    query.add_argument("-o", "--out", metavar="VAR", help="store the result in VAR")
 
     streams = parser.add_argument_group("streams")
-    streams.add_argument("--stream-id", metavar="ID")
-    streams.add_argument("--stream-client", metavar="CLIENT_ID")
-    streams.add_argument("--byte-offset", type=_non_negative_int, metavar="N", default=0)
+    streams.add_argument("--stream-id", metavar="ID", help="read a stream into a widget")
+    streams.add_argument(
+        "--stream-client", metavar="CLIENT_ID", help="read a stream by its client id"
+    )
+    streams.add_argument(
+        "--byte-offset",
+        type=_non_negative_int,
+        metavar="N",
+        default=0,
+        help="start reading at byte N",
+    )
     return parser
+
+
+def usage() -> str:
+    """What ``%instant --help`` prints: the forms and every option, one line each."""
+    return _PARSER.format_help()
 
 
 def _positive_int(text: str) -> int:

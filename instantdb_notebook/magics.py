@@ -54,6 +54,7 @@ from ._magic_args import (
     evaluate,
     parse_line,
     query_from_text,
+    usage,
     with_limit,
 )
 from ._results import frames_of
@@ -151,11 +152,15 @@ class InstantMagic(Magics):
     def instant(
         self, line: str, cell: str | None = None, local_ns: Mapping[str, Any] | None = None
     ) -> Any:
-        """Query, watch or write InstantDB from a cell. See docs/notebooks.md."""
+        """Query, watch or write InstantDB from a cell. ``%instant --help`` lists the
+        options; docs/notebooks.md has the whole grammar."""
         try:
             parsed = parse_line(line, cell)
         except MagicUsageError as exc:
             raise UsageError(str(exc)) from None
+        if parsed.options.help:
+            print(usage())
+            return None
         assert self.shell is not None
         namespace = {**self.shell.user_ns, **(local_ns or {})}
         try:

@@ -424,6 +424,24 @@ def test_usage_errors_are_one_line(cell: Cell, seeded: AppCredentials) -> None:
         assert "Traceback" not in output
 
 
+def test_help_lists_every_option_and_sends_nothing(cell: Cell) -> None:
+    from instantdb_notebook._magic_args import _PARSER
+
+    for line in ("%instant --help", "%instant -h goals"):
+        result, output = cell(line)
+        assert result.success, output
+        assert result.result is None
+        assert output.startswith("usage: %instant [OPTIONS]")
+        assert "%%instant [OPTIONS] [TARGET]" in output
+        options = [flag for action in _PARSER._actions for flag in action.option_strings]
+        assert len(options) > 30
+        for flag in options:
+            assert flag in output, flag
+    # The hint in the unknown-option error points at a command that exists.
+    _, output = cell("%instant --bogus goals")
+    assert "%instant --help lists them" in output
+
+
 def test_errors_in_the_users_expression_are_short(cell: Cell, seeded: AppCredentials) -> None:
     result, output = cell("%instant make_query(1)")
     assert "CellCodeError: the cell's expression raised NameError" in output
