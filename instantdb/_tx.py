@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
 from ._arguments import short_repr
-from ._errors import InstantTypeError, InstantValueError
+from ._errors import InstantError, InstantTypeError, InstantValueError
 from ._ids import check_lookup_attribute, is_lookup, parse_lookup
 from ._json import dumps, mapping_to_json, to_json
 
@@ -114,6 +114,13 @@ class TxChunk:
         return f"<TxChunk {self._namespace}[{self._entity!r}]: {actions}>"
 
 
+_CHUNK_ACTIONS = frozenset({"update", "merge", "create", "delete", "link", "unlink", "rule_params"})
+
+
+class NamespaceActionError(InstantError, AttributeError):
+    """A chunk action called on a namespace, before picking the entity it applies to."""
+
+
 class NamespaceRef:
     """``db.tx.<namespace>``: index it with an entity id (or a lookup) to get a chunk."""
 
@@ -135,6 +142,17 @@ class NamespaceRef:
         """The chunk for the entity whose unique ``attribute`` equals ``value``."""
         check_lookup_attribute(attribute)
         return TxChunk(self._name, [attribute, to_json(value, name="lookup value")])
+
+    def __getattr__(self, name: str) -> NoReturn:
+        # The commonest slip with the builder is forgetting the entity id; say so
+        # rather than report a missing attribute.
+        if name in _CHUNK_ACTIONS:
+            raise NamespaceActionError(
+                f"db.tx.{self._name}.{name}(...) needs an entity first: "
+                f"db.tx.{self._name}[id()].{name}(...) for a new or known id, or "
+                f"db.tx.{self._name}[lookup(attr, value)].{name}(...)"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __setattr__(self, name: str, value: object) -> NoReturn:
         raise AttributeError(f"db.tx.{self._name} is read-only (set {name!r})")

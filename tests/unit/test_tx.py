@@ -174,6 +174,20 @@ def test_underscore_attributes_are_not_namespaces() -> None:
     assert not hasattr(tx, "__deepcopy__")
 
 
+@pytest.mark.parametrize(
+    "action", ["update", "merge", "create", "delete", "link", "unlink", "rule_params"]
+)
+def test_a_chunk_action_on_a_namespace_says_to_pick_an_entity(action: str) -> None:
+    from instantdb import InstantError
+
+    with pytest.raises(InstantError, match=rf"db\.tx\.goals\[id\(\)\]\.{action}") as caught:
+        getattr(tx.goals, action)
+    assert isinstance(caught.value, AttributeError)  # hasattr() and getattr(..., d) still work
+    assert not hasattr(tx.goals, action)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = tx.goals.nope
+
+
 def test_builder_objects_survive_deepcopy_and_pickle() -> None:
     chunk = tx.goals[GOAL].update({"when": date(2024, 1, 1)}).link({"todos": [TODO]})
     for clone in (copy.deepcopy(chunk), pickle.loads(pickle.dumps(chunk))):
