@@ -172,6 +172,7 @@ class Exchange:
     headers: dict[str, str]
     body: bytes
     fault: str
+    connection: int  # which client connection it came on (1, 2, ...)
     forwarded: bool = False  # the upstream received the whole request
     status: int | None = None  # the status the client was sent (None: no answer reached it)
 
@@ -216,6 +217,7 @@ class FaultProxy:
         self._accept_thread: threading.Thread | None = None
         self._threads: set[threading.Thread] = set()
         self._sockets: set[socket.socket] = set()
+        self._connections = 0
 
     # -- lifecycle
 
@@ -329,13 +331,16 @@ class FaultProxy:
             thread.start()
 
     def _serve_client(self, client: socket.socket) -> None:
+        with self._lock:
+            self._connections += 1
+            number = self._connections
         conn = h11.Connection(h11.SERVER)
         try:
             while not self._stopping.is_set():
                 request = _read_request(client, conn)
                 if request is None:
                     return
-                exchange = self._record(*request)
+                exchange = self._record(*request, connection=number)
                 fault = self._claim(exchange)
                 exchange.fault = fault.name
                 _Handling(self, client, conn, exchange, fault).run()
@@ -350,7 +355,7 @@ class FaultProxy:
                 self._sockets.discard(client)
                 self._threads.discard(threading.current_thread())
 
-    def _record(self, head: h11.Request, body: bytes) -> Exchange:
+    def _record(self, head: h11.Request, body: bytes, *, connection: int) -> Exchange:
         target = head.target.decode("latin-1")
         exchange = Exchange(
             method=head.method.decode("ascii"),
@@ -359,6 +364,7 @@ class FaultProxy:
             headers={k.decode("latin-1"): v.decode("latin-1") for k, v in head.headers},
             body=body,
             fault="",
+            connection=connection,
         )
         with self._lock:
             self.exchanges.append(exchange)
