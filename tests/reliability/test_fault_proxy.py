@@ -80,10 +80,13 @@ def _pieces(response: httpx.Response, upstream: StreamingUpstream) -> Iterator[b
 
 
 def test_a_stream_is_relayed_event_by_event(upstream: StreamingUpstream) -> None:
-    with FaultProxy(upstream.url) as proxy, httpx.Client(timeout=10) as client:
-        with client.stream("POST", proxy.url + "/admin/sse") as response:
-            # Each event arrives before the upstream sends the next one.
-            assert list(_pieces(response, upstream)) == EVENTS
+    with (
+        FaultProxy(upstream.url) as proxy,
+        httpx.Client(timeout=10) as client,
+        client.stream("POST", proxy.url + "/admin/sse") as response,
+    ):
+        # Each event arrives before the upstream sends the next one.
+        assert list(_pieces(response, upstream)) == EVENTS
     assert [(e.path, e.fault, e.forwarded) for e in proxy.exchanges] == [
         ("/admin/sse", "Pass", True)
     ]
@@ -95,10 +98,12 @@ def test_a_stream_cut_mid_event(upstream: StreamingUpstream, reset: bool) -> Non
     received = bytearray()
     with FaultProxy(upstream.url) as proxy, httpx.Client(timeout=10) as client:
         proxy.plan(CutResponse(body_bytes=cut_at, reset=reset))
-        with pytest.raises(httpx.TransportError):  # noqa: PT012 - the error comes mid-read
-            with client.stream("POST", proxy.url + "/admin/sse") as response:
-                for piece in _pieces(response, upstream):
-                    received += piece
+        with (  # noqa: PT012 - the error comes mid-read
+            pytest.raises(httpx.TransportError),
+            client.stream("POST", proxy.url + "/admin/sse") as response,
+        ):
+            for piece in _pieces(response, upstream):
+                received += piece
     assert bytes(received) == (EVENTS[0] + EVENTS[1])[:cut_at]
 
 
