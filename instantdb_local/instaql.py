@@ -290,7 +290,13 @@ class QueryRun:
         else:
             column = "o.vdate" if order_attr.checked_type == "date" else "o.vkey"
             sort_sql = column
-            join_sql = " LEFT JOIN triples o ON o.entity = e.id AND o.attr = ?"
+            # Without INDEXED BY, SQLite may pick the covering triples_by_value index on
+            # `attr` alone and scan every value of the attribute for each entity, which
+            # makes ordering quadratic in the namespace's size.
+            join_sql = (
+                " LEFT JOIN triples o INDEXED BY triples_by_entity"
+                " ON o.entity = e.id AND o.attr = ?"
+            )
             join_params = [order_attr.id]
         if node.where is None:
             base_from = f"FROM entities e{join_sql} WHERE e.etype = ?"
