@@ -217,6 +217,15 @@ def body_too_large(limit: int) -> ServerError:
     )
 
 
+def body_too_deep(limit: int) -> ServerError:
+    return ServerError(
+        "validation-failed",
+        f"Request body is nested more than {limit} levels deep, the local server's limit. "
+        "Flatten the data, or store a deep structure as a JSON string.",
+        {"data-type": "body", "limit": limit},
+    )
+
+
 def unknown(message: str = "Something went wrong. Sorry about this!") -> ServerError:
     return ServerError("unknown", message, {"debug-uri": None}, status=500)
 
