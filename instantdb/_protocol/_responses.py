@@ -37,6 +37,14 @@ def json_body(response: Response, request: Request) -> Any:
         )
     try:
         return json.loads(response.content)
+    except RecursionError:
+        # Python's parser recurses per level; no Instant answer comes near its limit.
+        raise InstantAPIError(
+            f"{request.method} {request.target} answered {response.status} with JSON nested "
+            "too deeply to read. Is api_uri pointing at an Instant server?",
+            status=response.status,
+            body=None,
+        ) from None
     except ValueError:
         raise InstantAPIError(
             f"{request.method} {request.target} answered {response.status} with a body that is "
@@ -69,7 +77,7 @@ def api_error(response: Response, secrets: Iterable[str] = ()) -> InstantAPIErro
     text = response.text
     try:
         body: Any = json.loads(response.content) if response.content.strip() else None
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     if body is None:
         body = {"type": None, "message": text}
