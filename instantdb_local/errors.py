@@ -235,6 +235,15 @@ def sql_raise(message: str, **hint: Any) -> ServerError:
     return ServerError("sql-raise", message, hint or None)
 
 
+def attr_id_not_unique(attr_id: str) -> ServerError:
+    """An ``add-attr`` step whose id another attribute already has."""
+    return ServerError(
+        "record-not-unique",
+        f"An attribute with id {attr_id} already exists.",
+        {"record-type": "attr", "id": attr_id},
+    )
+
+
 def ident_not_unique(etype: str, label: str) -> ServerError:
     """An attribute whose ``etype.label`` already exists."""
     return ServerError(
