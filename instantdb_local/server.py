@@ -32,6 +32,8 @@ from instantdb_local.instance import (
     EngineFactory,
     Instance,
     api_uri,
+    exposure_warning,
+    is_loopback,
 )
 
 if TYPE_CHECKING:
@@ -152,6 +154,8 @@ class LocalServer:
         )
         self._socket = bind_socket(self._host, self._requested_port)
         self._port = int(self._socket.getsockname()[1])
+        if not is_loopback(self._host):
+            logger.warning("%s", exposure_warning(self._host))
         self._instance.record_address(self._host, self._port)
         app = create_app(self._instance, max_body_bytes=self._max_body_bytes)
         server = uvicorn_server(app)
