@@ -437,7 +437,19 @@ class Transaction:
     def _lookup_attr(self, etype: str, lookup: LookupRef) -> Attr | Link | None:
         head, _, rest = lookup.label.partition(".")
         if rest:
-            return self.catalog.link(etype, head)
+            link = self.catalog.link(etype, head)
+            if link is None and self.catalog.forward(etype, head) is not None:
+                raise validation_failed(
+                    "lookup",
+                    [lookup.label, lookup.value],
+                    [
+                        {
+                            "message": f"{etype}.{head} is an attribute, not a link, so "
+                            f"`{lookup.label}` can't be used as a lookup."
+                        }
+                    ],
+                )
+            return link
         if head == "id":
             return None
         attr = self.catalog.forward(etype, head)
