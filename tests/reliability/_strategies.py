@@ -116,9 +116,13 @@ def _where() -> st.SearchStrategy[Any]:
 
 
 def _options() -> st.SearchStrategy[Any]:
-    small_ints = st.one_of(st.integers(-3, 30), _scalars)
+    # Past a Java long as well: the real server's limit, and SQLite's.
+    small_ints = st.one_of(st.integers(-3, 30), st.sampled_from([2**63, -(2**63) - 1]), _scalars)
     cursor = st.one_of(
         st.lists(_scalars, min_size=4, max_size=4),
+        st.tuples(
+            st.sampled_from(ENTITY_IDS), _scalars, _scalars, st.one_of(_scalars, json_values(2))
+        ).map(list),
         json_values(4),
     )
     return st.fixed_dictionaries(

@@ -140,3 +140,30 @@ def test_add_attr_with_an_id_that_is_taken(fresh: AppEngine) -> None:
     assert (caught.value.status, caught.value.type) == (400, "record-not-unique")
     assert taken in caught.value.message
     assert fresh.query({"other": {}}, ACTORS["admin"]) == {"other": []}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"limit": 2**70},
+        {"last": 2**63},
+        {"offset": 2**64},
+        {"after": [ENTITY_IDS[0], ENTITY_IDS[1], None, 2**70]},
+        {"before": [ENTITY_IDS[0], ENTITY_IDS[1], None, {"tx": 1}]},
+        {"after": [7, ENTITY_IDS[1], None, 1]},
+    ],
+    ids=["limit", "last", "offset", "cursor-huge-tx", "cursor-map-tx", "cursor-number-id"],
+)
+def test_pagination_numbers_a_long_cannot_hold(fresh: AppEngine, options: Any) -> None:
+    # Were OverflowError / binding errors from SQLite (500s); found by atheris.
+    with pytest.raises(ServerError) as caught:
+        fresh.query({"goals": {"$": options}}, ACTORS["admin"])
+    assert (caught.value.status, caught.value.type) == (400, "validation-failed")
+
+
+def test_a_dotted_lookup_through_a_plain_attribute(fresh: AppEngine) -> None:
+    # Was an AssertionError (a 500); found by atheris.
+    with pytest.raises(ServerError) as caught:
+        fresh.transact([["update", "goals", ["title.n", "x"], {"rank": 1}]], ACTORS["admin"])
+    assert (caught.value.status, caught.value.type) == (400, "validation-failed")
+    assert "goals.title is an attribute, not a link" in caught.value.message
