@@ -269,6 +269,11 @@ class FaultProxy:
         with self._lock:
             self._plans.append(_Plan(method, path, deque(faults)))
 
+    def clear(self) -> None:
+        """Drop every fault planned and not yet met."""
+        with self._lock:
+            self._plans.clear()
+
     def pending(self) -> int:
         """Faults planned but not yet met by a request."""
         with self._lock:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -335,7 +337,7 @@ class _RetrySeen(logging.Handler):
 
 
 @pytest.fixture
-def own_server(tmp_path: Any) -> Any:
+def own_server(tmp_path: Path) -> Iterator[LocalServer]:
     server = LocalServer(data_dir=tmp_path / "data")
     server.start()
     try:

@@ -128,9 +128,22 @@ def test_too_deep_is_a_clear_400(
     assert entity_ids(app, "goals") == []
 
 
-def _deepest_value() -> Any:
-    # The step wraps the value in four levels: {"steps": [["update", ns, id, {"v": ...}]]}.
-    return nested_list(MAX_JSON_DEPTH - 4 - 1)
+def json_depth(value: Any) -> int:
+    """How deep a JSON value nests: a scalar is 0, ``{}`` and ``[1]`` are 1."""
+    if isinstance(value, dict):
+        return 1 + max(map(json_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(json_depth, value), default=0)
+    return 0
+
+
+def at_the_limit(wrap: Any) -> dict[str, Any]:
+    """``wrap(inner)`` with the deepest ``inner`` that keeps the body within the limit."""
+    depth = MAX_JSON_DEPTH
+    while json_depth(body := wrap(nested_list(depth))) > MAX_JSON_DEPTH:
+        depth -= 1
+    assert json_depth(body) == MAX_JSON_DEPTH
+    return body  # type: ignore[no-any-return]
 
 
 def _deepest_query(levels: int) -> dict[str, Any]:
@@ -145,46 +158,67 @@ def test_everything_at_the_depth_limit_works(
     deep_app: AppCredentials, as_guest: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     headers = {"as-guest": "true"} if as_guest else {}
-    deep = _deepest_value()
     chain = [id() for _ in range(MAX_JSON_DEPTH)]
     setup = [["update", "goals", eid, {"rank": n}] for n, eid in enumerate(chain)]
     setup += [["link", "goals", a, {"next": b}] for a, b in itertools.pairwise(chain)]
+    # A query as deep as allowed, walking a real chain of linked entities: the body
+    # {"query": {"goals": {...}}} takes three levels, then one per link followed.
+    hops = MAX_JSON_DEPTH - 3
+    walk = {"query": {"goals": {"$": {"where": {"id": chain[0]}}, **_deepest_query(hops)}}}
+    assert json_depth(walk) == MAX_JSON_DEPTH
     with caplog.at_level(logging.ERROR, logger="instantdb_local"):
         assert _post(deep_app, "/admin/transact", json.dumps({"steps": setup})).status_code == 200
         bodies = [
-            (200, "/admin/transact", {"steps": [["update", "goals", chain[0], {"v": deep}]]}),
-            (200, "/admin/transact", {"steps": [["merge", "goals", chain[1], {"v": deep}]]}),
+            (
+                200,
+                "/admin/transact",
+                at_the_limit(lambda v: {"steps": [["update", "goals", chain[0], {"v": v}]]}),
+            ),
+            (
+                200,
+                "/admin/transact",
+                at_the_limit(lambda v: {"steps": [["merge", "goals", chain[1], {"v": v}]]}),
+            ),
             # A where value must be a scalar: refused as a validation error, not a crash.
-            (400, "/admin/query", {"query": {"goals": {"$": {"where": {"v": deep}}}}}),
-            (200, "/admin/query", {"query": {"goals": {}, "$$ruleParams": {"p": deep}}}),
-            # A query as deep as allowed, walking a real chain of linked entities.
+            (
+                400,
+                "/admin/query",
+                at_the_limit(lambda v: {"query": {"goals": {"$": {"where": {"v": v}}}}}),
+            ),
             (
                 200,
                 "/admin/query",
-                {"query": {"goals": {"$": {"where": {"id": chain[0]}}, **_deepest_query(124)}}},
+                at_the_limit(lambda v: {"query": {"goals": {}, "$$ruleParams": {"p": v}}}),
             ),
+            (200, "/admin/query", walk),
         ]
         for status, path, body in bodies:
             response = _post(deep_app, path, json.dumps(body), **headers)
             assert response.status_code == status, (path, response.text[:300])
             assert len(response.content) > 0
+        stored = bodies[0][2]["steps"][0][3]["v"]
         read_back = _post(deep_app, "/admin/query", json.dumps({"query": {"goals": {}}}), **headers)
-        assert sum(row.get("v") == deep for row in read_back.json()["goals"]) == 2
-        nested = _post(deep_app, "/admin/query", json.dumps(bodies[-1][2]), **headers).json()
+        assert sum(row.get("v") == stored for row in read_back.json()["goals"]) == 2
+        nested = _post(deep_app, "/admin/query", json.dumps(walk), **headers).json()
         depth = 0
         node = nested["goals"][0]
         # The leaf holds its has-one link as a plain id (as on the real server).
         while isinstance(node.get("next"), list):
             node, depth = node["next"][0], depth + 1
-        assert depth == 124  # the whole chain came back
+        assert depth == hops  # the whole chain came back
     assert caplog.records == []
 
 
 def test_debug_routes_at_the_depth_limit(deep_app: AppCredentials) -> None:
-    deep = _deepest_value()
     for path, body in (
-        ("/admin/transact_perms_check", {"steps": [["update", "goals", id(), {"v": deep}]]}),
-        ("/admin/query_perms_check", {"query": {"goals": {}, "$$ruleParams": {"p": deep}}}),
+        (
+            "/admin/transact_perms_check",
+            at_the_limit(lambda v: {"steps": [["update", "goals", id(), {"v": v}]]}),
+        ),
+        (
+            "/admin/query_perms_check",
+            at_the_limit(lambda v: {"query": {"goals": {}, "$$ruleParams": {"p": v}}}),
+        ),
     ):
         response = _post(deep_app, path, json.dumps(body), **{"as-guest": "true"})
         assert response.status_code == 200, (path, response.text[:300])

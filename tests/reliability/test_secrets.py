@@ -242,7 +242,7 @@ def test_network_failures_as_httpx_reports_them(
                 # operation refused before sending leaves unused is dropped.
                 proxy.plan(*[fault] * NO_WAITING.max_attempts)
                 session.run(db, operation)
-                del proxy._plans[:]
+                proxy.clear()
         session.close(db)
     scanner.capture("network faults", captured)
     assert scanner.leaks == []
