@@ -288,10 +288,6 @@ class FaultProxy:
         """How many requests to ``path`` reached the upstream in full."""
         return sum(1 for e in self.to(path) if e.forwarded)
 
-    def reset_records(self) -> None:
-        with self._lock:
-            self.exchanges.clear()
-
     # -- internals: connections
 
     def _listen(self) -> None:

@@ -113,3 +113,23 @@ def test_keep_alive_connections_are_kept(proxy: FaultProxy) -> None:
             assert client.get(proxy.url + "/health").status_code == 200
     assert len(proxy.exchanges) == 5
     assert len({e.connection for e in proxy.exchanges}) == 1
+
+
+def test_an_unreachable_upstream_is_a_502() -> None:
+    with FaultProxy("http://127.0.0.1:9") as proxy:  # port 9 (discard): nothing listens
+        response = httpx.get(proxy.url + "/admin/schema", timeout=10)
+    assert response.status_code == 502
+    assert [(e.path, e.forwarded, e.status) for e in proxy.exchanges] == [
+        ("/admin/schema", False, 502)
+    ]
+
+
+def test_pause_refuses_connections_until_resume(proxy: FaultProxy) -> None:
+    with httpx.Client(timeout=10) as client:
+        assert client.get(proxy.url + "/health").status_code == 200
+        proxy.pause()  # the pooled connection is dropped too
+        with pytest.raises(httpx.ConnectError):
+            client.get(proxy.url + "/health")
+        proxy.resume()
+        assert client.get(proxy.url + "/health").status_code == 200
+    assert [e.status for e in proxy.exchanges] == [200, 200]

@@ -274,9 +274,13 @@ BAD_CALLS = {
 
 
 def _closed(cls: type) -> Any:
-    db = cls(app_id=APP_ID, admin_token=ADMIN_TOKEN).as_user(token=REFRESH_TOKEN)
-    db._transport.closed = True  # as after close() / aclose(), without an event loop
-    return db
+    """An ``as_user`` clone of a root client that has been closed."""
+    root = cls(app_id=APP_ID, admin_token=ADMIN_TOKEN)
+    if isinstance(root, AsyncInstant):
+        asyncio.run(root.aclose())
+    else:
+        root.close()
+    return root.as_user(token=REFRESH_TOKEN)
 
 
 @pytest.mark.parametrize("kind", KINDS)
