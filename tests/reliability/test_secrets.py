@@ -269,18 +269,22 @@ BAD_CALLS = {
         {"goals": {}}
     ),
     "no admin token": lambda cls: cls(app_id=APP_ID, admin_token="").query({"goals": {}}),
-    "closed client": lambda cls: _closed(cls).query({"goals": {}}),
+    "closed client": lambda cls: _query_after_close(cls),
 }
 
 
-def _closed(cls: type) -> Any:
-    """An ``as_user`` clone of a root client that has been closed."""
+def _query_after_close(cls: type) -> Any:
+    """A query from an ``as_user`` clone of a root client that has been closed."""
     root = cls(app_id=APP_ID, admin_token=ADMIN_TOKEN)
     if isinstance(root, AsyncInstant):
-        asyncio.run(root.aclose())
-    else:
-        root.close()
-    return root.as_user(token=REFRESH_TOKEN)
+
+        async def closed_then_query() -> Any:
+            await root.aclose()
+            return await root.as_user(token=REFRESH_TOKEN).query({"goals": {}})
+
+        return closed_then_query()
+    root.close()
+    return root.as_user(token=REFRESH_TOKEN).query({"goals": {}})
 
 
 @pytest.mark.parametrize("kind", KINDS)
