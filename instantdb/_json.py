@@ -91,7 +91,39 @@ def mapping_to_json(value: object, *, method: str, name: str) -> dict[str, Any]:
 
 def dumps(value: Any) -> bytes:
     """Encode already-converted JSON (from `to_json`): compact, UTF-8, no NaN."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # Only a lone surrogate ("\ud800", from text decoded with errors="surrogateescape"
+        # or a bad escape) cannot be UTF-8. Found only now, so the common case pays nothing.
+        where, char = _lone_surrogate(value)
+        raise InstantEncodeError(
+            f"cannot send body{where} as JSON: it holds a lone surrogate ({char!r}), which "
+            "is not valid UTF-8. Fix how the text was decoded, e.g. "
+            "bytes.decode('utf-8', errors='replace').",
+            path=f"body{where}",
+        ) from None
+
+
+def _lone_surrogate(value: Any) -> tuple[str, str]:
+    """The path of the first string (key or value) holding a lone surrogate, and that
+    character. Iterative, as payloads may be deep."""
+    pending: list[tuple[Any, str]] = [(value, "")]
+    while pending:
+        item, path = pending.pop()
+        if isinstance(item, str):
+            for char in item:
+                if "\ud800" <= char <= "\udfff":
+                    return path, char
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                step = path + _path_step(key)
+                pending.append((child, step))
+                pending.append((key, step + " (the key)"))
+        elif isinstance(item, (list, tuple)):
+            pending.extend((child, path + _path_step(i)) for i, child in enumerate(item))
+    return "", "?"
 
 
 def _path_step(key: str | int | None) -> str:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ._arguments import required_text
+from ._arguments import header_text, required_text
 from ._errors import InstantError, InstantTypeError, InstantValueError
 from ._retry import RetryPolicy
 
@@ -79,9 +79,11 @@ class Impersonation:
         if guest:
             return cls("guest", "true")
         if email is not None:
-            return cls("email", required_text(email, "as_user(email=...)"))
+            text = required_text(email, "as_user(email=...)")
+            return cls("email", header_text(text, "as_user(email=...)"))
         assert token is not None
-        return cls("token", required_text(token, "as_user(token=...)"))
+        text = required_text(token, "as_user(token=...)")
+        return cls("token", header_text(text, "as_user(token=...)", secret=True))
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,7 @@ def _app_id(value: str | None, env: Mapping[str, str]) -> str:
             f"No app id{empty}: pass app_id=... to the client, or set the {ENV_APP_ID} "
             "environment variable. Find it on your app's dashboard page."
         )
-    return value
+    return header_text(value, source)
 
 
 def _admin_token(value: str | None, env: Mapping[str, str]) -> str | None:
@@ -155,7 +157,8 @@ def _admin_token(value: str | None, env: Mapping[str, str]) -> str | None:
         value = env.get(ENV_ADMIN_TOKEN)
     if value is not None and not isinstance(value, str):
         raise InstantTypeError(f"admin_token must be a str, got {type(value).__name__}")
-    return (value or "").strip() or None
+    token = (value or "").strip() or None
+    return None if token is None else header_text(token, "admin_token", secret=True)
 
 
 def _api_uri(value: str | None, env: Mapping[str, str]) -> str:

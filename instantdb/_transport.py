@@ -176,6 +176,7 @@ def _network_error(exc: httpx.HTTPError, request: Request, server: str) -> Insta
     """The `InstantError` for an httpx failure; says whether the request may have been sent."""
     where = f"{request.method} {request.target}"
     detail = redact(str(exc) or type(exc).__name__, request.secrets)
+    _scrub_chain(exc, request.secrets)
     if isinstance(exc, httpx.ConnectTimeout):
         return InstantTimeoutError(
             f"{where}: timed out connecting to {server} ({detail}). Check api_uri and "
@@ -204,6 +205,23 @@ def _network_error(exc: httpx.HTTPError, request: Request, server: str) -> Insta
         f"({type(exc).__name__}: {detail}). The request may have been processed.",
         may_have_been_sent=True,
     )
+
+
+def _scrub_chain(exc: BaseException, secrets: tuple[str, ...]) -> None:
+    """Redact secrets from the messages of ``exc`` and the exceptions it wraps.
+
+    The httpx error stays chained to ours (``__cause__``), and a traceback prints every
+    message in the chain: one that quotes a header value (h11 does, for a header it
+    refuses) would otherwise show a token in the user's logs.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        args = redact(list(current.args), secrets)
+        if args != list(current.args):
+            current.args = tuple(args)
+        current = current.__cause__ or current.__context__
 
 
 def _log_retry(request: Request, error: InstantError, delay: float, attempt: int) -> None:

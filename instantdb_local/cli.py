@@ -12,7 +12,6 @@ credentials with ``eval "$(instantdb-local env)"``.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import signal
@@ -30,6 +29,8 @@ from instantdb_local.instance import (
     DEFAULT_PORT,
     Instance,
     api_uri,
+    exposure_warning,
+    is_loopback,
 )
 
 logger = logging.getLogger("instantdb_local")
@@ -154,13 +155,8 @@ def _export_lines(app_id: str, admin_token: str, uri: str) -> str:
     )
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+# Kept under its old name for callers of the CLI module.
+_is_loopback = is_loopback
 
 
 def _configure_logging(level: str) -> None:
@@ -234,12 +230,8 @@ def _serve(args: argparse.Namespace) -> int:
                 project=instance.project_dir,
             )
         )
-        if not _is_loopback(args.host):
-            sys.stderr.write(
-                f"WARNING: listening on {args.host}, reachable from other machines. The "
-                "admin token is sent in clear over plain HTTP; bind 127.0.0.1 unless you "
-                "mean it.\n"
-            )
+        if not is_loopback(args.host):
+            sys.stderr.write(exposure_warning(args.host) + "\n")
         sys.stderr.flush()
         # uvicorn's own start/stop chatter only when debugging.
         uvicorn_level = "debug" if args.log_level == "debug" else "warning"

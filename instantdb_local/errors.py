@@ -217,6 +217,15 @@ def body_too_large(limit: int) -> ServerError:
     )
 
 
+def body_too_deep(limit: int) -> ServerError:
+    return ServerError(
+        "validation-failed",
+        f"Request body is nested more than {limit} levels deep, the local server's limit. "
+        "Flatten the data, or store a deep structure as a JSON string.",
+        {"data-type": "body", "limit": limit},
+    )
+
+
 def unknown(message: str = "Something went wrong. Sorry about this!") -> ServerError:
     return ServerError("unknown", message, {"debug-uri": None}, status=500)
 
@@ -224,6 +233,15 @@ def unknown(message: str = "Something went wrong. Sorry about this!") -> ServerE
 def sql_raise(message: str, **hint: Any) -> ServerError:
     """An error the real server raises from inside its SQL (e.g. merging into a link)."""
     return ServerError("sql-raise", message, hint or None)
+
+
+def attr_id_not_unique(attr_id: str) -> ServerError:
+    """An ``add-attr`` step whose id another attribute already has."""
+    return ServerError(
+        "record-not-unique",
+        f"An attribute with id {attr_id} already exists.",
+        {"record-type": "attr", "id": attr_id},
+    )
 
 
 def ident_not_unique(etype: str, label: str) -> ServerError:

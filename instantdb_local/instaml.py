@@ -26,6 +26,7 @@ from . import entities, values
 from .attrs import SYSTEM_COLUMNS, USER_SYSTEM_NAMESPACES, Attr, Catalog, Link
 from .errors import (
     ServerError,
+    attr_id_not_unique,
     ident_not_unique,
     record_not_unique,
     sql_raise,
@@ -406,6 +407,8 @@ class Transaction:
                 attr = _attr_from_record(self.raw_steps, step)
                 if self.catalog.forward(attr.etype, attr.label) is not None:
                     raise ident_not_unique(attr.etype, attr.label)
+                if self.catalog.by_id(attr.id) is not None:
+                    raise attr_id_not_unique(attr.id)
                 self._check_reserved(attr.etype, attr.label)
                 attrs_module.insert(self.conn, attr)
                 new.append(attr)
@@ -434,7 +437,19 @@ class Transaction:
     def _lookup_attr(self, etype: str, lookup: LookupRef) -> Attr | Link | None:
         head, _, rest = lookup.label.partition(".")
         if rest:
-            return self.catalog.link(etype, head)
+            link = self.catalog.link(etype, head)
+            if link is None and self.catalog.forward(etype, head) is not None:
+                raise validation_failed(
+                    "lookup",
+                    [lookup.label, lookup.value],
+                    [
+                        {
+                            "message": f"{etype}.{head} is an attribute, not a link, so "
+                            f"`{lookup.label}` can't be used as a lookup."
+                        }
+                    ],
+                )
+            return link
         if head == "id":
             return None
         attr = self.catalog.forward(etype, head)
@@ -496,7 +511,9 @@ class Transaction:
 
     def _resolve_target(self, etype: str, raw: Any) -> str:
         target = parse_link_target(raw) if not isinstance(raw, str) or not is_uuid(raw) else raw
-        if isinstance(raw, str) and target is None:
+        # Anything that is neither a UUID nor a lookup (a bad string, a number, a bool, a
+        # map of several keys) is the same client error.
+        if target is None:
             raise validation_failed(
                 "tx-step",
                 self.raw_steps,

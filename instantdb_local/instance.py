@@ -15,6 +15,7 @@ engines are thread-safe by their own contract.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import shutil
@@ -484,6 +485,24 @@ def api_uri(host: str, port: int) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{port}"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warning(host: str) -> str:
+    """What a server listening on a non-loopback ``host`` tells its operator."""
+    return (
+        f"WARNING: listening on {host}, reachable from other machines. The admin token is "
+        "sent in clear over plain HTTP; bind 127.0.0.1 unless you mean it."
+    )
 
 
 def _same_secret(expected: str, given: str) -> bool:

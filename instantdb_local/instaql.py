@@ -87,8 +87,26 @@ class Node:
 # -- validation --------------------------------------------------------------------------
 
 
+# The real server reads these as Java longs; a larger number fails its spec, and here
+# it would overflow SQLite's integers.
+_MAX_LONG = 2**63 - 1
+
+
 def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _MAX_LONG
+
+
+def _cursor_parts_ok(cursor: list[Any]) -> bool:
+    # [entity id, attr id, value, created tx]: the ids are strings and the tx a long, or
+    # the cursor cannot have come from page-info (and would not bind as SQL parameters).
+    eid, attr_id, _value, created = cursor
+    created_ok = isinstance(created, int) and not isinstance(created, bool)
+    return (
+        isinstance(eid, str)
+        and isinstance(attr_id, str)
+        and created_ok
+        and -_MAX_LONG - 1 <= created <= _MAX_LONG
+    )
 
 
 def parse_query(query: Any, *, is_admin: bool) -> tuple[dict[str, Node], dict[str, Any]]:
@@ -143,7 +161,7 @@ def _parse_node(etype: str, sub: Any, query: Any, *, top: bool, is_admin: bool) 
             node.limit = options[counts[0]]
     if "offset" in options:
         offset = options["offset"]
-        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= _MAX_LONG:
             raise query_error(
                 f"The offset field must be a non-negative integer. Got {json.dumps(offset)}.",
                 query,
@@ -152,7 +170,7 @@ def _parse_node(etype: str, sub: Any, query: Any, *, top: bool, is_admin: bool) 
     for key in ("before", "after"):
         if key in options:
             cursor = options[key]
-            if not (isinstance(cursor, list) and len(cursor) == 4):
+            if not (isinstance(cursor, list) and len(cursor) == 4 and _cursor_parts_ok(cursor)):
                 raise query_error(f"Invalid {key} cursor: expected a cursor from page-info.", query)
             setattr(node, key, cursor)
         inclusive = f"{key}Inclusive"
@@ -290,7 +308,13 @@ class QueryRun:
         else:
             column = "o.vdate" if order_attr.checked_type == "date" else "o.vkey"
             sort_sql = column
-            join_sql = " LEFT JOIN triples o ON o.entity = e.id AND o.attr = ?"
+            # Without INDEXED BY, SQLite may pick the covering triples_by_value index on
+            # `attr` alone and scan every value of the attribute for each entity, which
+            # makes ordering quadratic in the namespace's size.
+            join_sql = (
+                " LEFT JOIN triples o INDEXED BY triples_by_entity"
+                " ON o.entity = e.id AND o.attr = ?"
+            )
             join_params = [order_attr.id]
         if node.where is None:
             base_from = f"FROM entities e{join_sql} WHERE e.etype = ?"

@@ -34,6 +34,8 @@ from instantdb_local.instance import (
     EngineFactory,
     Instance,
     api_uri,
+    exposure_warning,
+    is_loopback,
 )
 from instantdb_local.live import close_connections
 
@@ -155,6 +157,8 @@ class LocalServer:
         )
         self._socket = bind_socket(self._host, self._requested_port)
         self._port = int(self._socket.getsockname()[1])
+        if not is_loopback(self._host):
+            logger.warning("%s", exposure_warning(self._host))
         self._instance.record_address(self._host, self._port)
         app = create_app(self._instance, max_body_bytes=self._max_body_bytes)
         server = uvicorn_server(app)

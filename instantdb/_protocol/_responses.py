@@ -37,12 +37,22 @@ def json_body(response: Response, request: Request) -> Any:
         )
     try:
         return json.loads(response.content)
+    except RecursionError:
+        # Python's parser recurses per level; no Instant answer comes near its limit.
+        raise InstantAPIError(
+            f"{request.method} {request.target} answered {response.status} with JSON nested "
+            "too deeply to read. Is api_uri pointing at an Instant server?",
+            status=response.status,
+            body=None,
+        ) from None
     except ValueError:
+        # Whatever answered may be repeating the request back: scrub the tokens.
+        text = redact(response.text, request.secrets)
         raise InstantAPIError(
             f"{request.method} {request.target} answered {response.status} with a body that is "
-            f"not JSON ({_snippet(response.text)!r}). Is api_uri pointing at an Instant server?",
+            f"not JSON ({_snippet(text)!r}). Is api_uri pointing at an Instant server?",
             status=response.status,
-            body={"type": None, "message": response.text},
+            body={"type": None, "message": text},
         ) from None
 
 
@@ -50,6 +60,7 @@ def json_object(response: Response, request: Request) -> dict[str, Any]:
     """Like `json_body`, and the body must be a JSON object."""
     body = json_body(response, request)
     if not isinstance(body, dict):
+        body = redact(body, request.secrets)
         raise InstantAPIError(
             f"{request.method} {request.target} answered with JSON that is not an object "
             f"({_snippet(json.dumps(body))!r})",
@@ -69,7 +80,7 @@ def api_error(response: Response, secrets: Iterable[str] = ()) -> InstantAPIErro
     text = response.text
     try:
         body: Any = json.loads(response.content) if response.content.strip() else None
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     if body is None:
         body = {"type": None, "message": text}

@@ -36,6 +36,12 @@ logger = logging.getLogger("instantdb_local")
 # refused with a clear 413 instead of being buffered without bound.
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 
+# Every JSON body is parsed, validated and answered by recursive code, and Python's
+# recursion limit (1000 frames) would turn a deep enough body into a 500. Real data is
+# rarely more than a few dozen levels deep; at this depth every route still has
+# hundreds of frames to spare.
+MAX_JSON_DEPTH = 128
+
 # Secrets that arrive malformed are still secrets: hints never echo them.
 REDACTED = "<redacted>"
 
@@ -255,13 +261,32 @@ def _refuse_constant(name: str) -> float:
 
 
 def parse_json_body(raw: bytes) -> JSONValue:
-    """The parsed body; None when empty. Malformed JSON raises the server's plain 400."""
+    """The parsed body; None when empty. Malformed JSON raises the server's plain 400, and
+    JSON nested deeper than `MAX_JSON_DEPTH` a 400 that says so."""
     if not raw.strip():
         return None
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        body = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+    except RecursionError:
+        raise errors.body_too_deep(MAX_JSON_DEPTH) from None
+    except (UnicodeDecodeError, ValueError):
         raise errors.malformed_json() from None
+    if _nested_deeper_than(body, MAX_JSON_DEPTH):
+        raise errors.body_too_deep(MAX_JSON_DEPTH)
+    return body
+
+
+def _nested_deeper_than(value: JSONValue, limit: int) -> bool:
+    # Iterative, so the check itself cannot hit the recursion limit. `{}` is depth 1.
+    pending = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while pending:
+        item, depth = pending.pop()
+        if depth > limit:
+            return True
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, (dict, list)):
+                pending.append((child, depth + 1))
+    return False
 
 
 def json_route(
