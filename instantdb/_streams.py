@@ -504,8 +504,8 @@ class StreamReader(_ReaderBase[ChunkT]):
             if segment is None:
                 if machine.error is not None:
                     raise machine.error
-                if machine.done:
-                    return
+                if machine.done or self._closed:
+                    return  # closed meanwhile (from another thread or task): end here
                 continue
             try:
                 yield from self._segment(segment)
@@ -627,8 +627,8 @@ class AsyncStreamReader(_ReaderBase[ChunkT]):
             if segment is None:
                 if machine.error is not None:
                     raise machine.error
-                if machine.done:
-                    return
+                if machine.done or self._closed:
+                    return  # closed meanwhile (from another thread or task): end here
                 continue
             try:
                 async for out in self._segment(segment):
