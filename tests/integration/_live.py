@@ -203,3 +203,25 @@ def write_block(
 
     loop.run_until_complete(body())
     return writer
+
+
+class LiveWriter:
+    """A `StreamWriter` or `AsyncStreamWriter`, driven step by step with blocking calls."""
+
+    def __init__(self, writer: Any, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.writer = writer
+        self._loop = loop
+
+    def enter(self) -> LiveWriter:
+        run(self._loop, self.writer.__aenter__() if self._loop else self.writer.__enter__())
+        return self
+
+    @property
+    def stream_id(self) -> str:
+        return str(run(self._loop, self.writer.wait_stream_id()))
+
+    def write(self, data: str | bytes) -> None:
+        run(self._loop, self.writer.write(data))
+
+    def close(self) -> None:
+        run(self._loop, self.writer.close())
