@@ -125,9 +125,9 @@ class _SessionBase:
 
     def _retry_delay(self, error: InstantError) -> float | None:
         """Seconds before reopening, or None when the handler has been failed."""
-        self._log.error("[error] %s", describe(error))
         if self._stopping or self.handler.finished:
-            return None
+            return None  # the session was closed on purpose: its end is no error
+        self._log.error("[error] %s", describe(error))
         if is_terminal(error):
             self.handler.fail(error)
             return None
@@ -202,6 +202,8 @@ class SyncSession(_SessionBase):
     def stop(self) -> None:
         """End the session and join the reader thread (bounded)."""
         with self._cond:
+            if self._started and not self._stopping:
+                self._log.info("[sse][close]")
             self._stopping = True
             source = self._source
             self._cond.notify_all()
@@ -333,6 +335,8 @@ class AsyncSession(_SessionBase):
             raise self._crash
 
     async def stop(self) -> None:
+        if self._task is not None and not self._stopping:
+            self._log.info("[sse][close]")
         self._stopping = True
         self._notify()
         task = self._task

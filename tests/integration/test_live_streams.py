@@ -258,3 +258,31 @@ def test_streams_rows_are_queryable_and_live(db: Driven, clients: Clients) -> No
         assert "hashedReconnectToken" in row  # never the token itself
     finally:
         rows.close()
+
+
+class Lines:
+    """A logger that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def debug(self, message: str) -> None:
+        self.lines.append(message)
+
+    info = error = debug
+
+
+def test_closing_sessions_on_purpose_logs_no_error(
+    clients: Clients, instant_app: AppCredentials
+) -> None:
+    """Regression: every writer and reader that closed normally logged an [error] line
+    for its own connection's end."""
+    log = Lines()
+    db = clients.make(instant_app, verbose=True, logger=log)
+    write_block(db.client.streams.write(client_id="logged"), clients.loop, ["a", "b"])
+    early = reader(db, clients, client_id="logged")
+    assert early.next() == "ab"
+    early.close()
+    assert reader(db, clients, client_id="logged").read_all() == "ab"
+    assert [line for line in log.lines if line.startswith("[error]")] == []
+    assert sum(line == "[sse][close]" for line in log.lines) == 3
