@@ -65,7 +65,7 @@ class TCPProxy:
         self._changed = threading.Condition(self._lock)
         self._links: list[_Link] = []
         self._threads: list[threading.Thread] = []
-        self._stopping = False
+        self._stopping = threading.Event()
         self._cut_budget: int | None = None
         self.accepted = 0
         self.cuts = 0
@@ -120,8 +120,7 @@ class TCPProxy:
                 self._changed.wait(min(remaining, _POLL_SECONDS))
 
     def stop(self) -> None:
-        with self._lock:
-            self._stopping = True
+        self._stopping.set()
         self.cut()
         self._acceptor.join(WAIT)
         for thread in list(self._threads):
@@ -137,7 +136,7 @@ class TCPProxy:
     # -- relaying -------------------------------------------------------------------------
 
     def _accept(self) -> None:
-        while not self._stopping:
+        while not self._stopping.is_set():
             try:
                 client, _ = self._listener.accept()
             except TimeoutError:
@@ -155,7 +154,7 @@ class TCPProxy:
             link = _Link(client, upstream)
             thread = threading.Thread(target=self._relay, args=(link,), daemon=True)
             with self._lock:
-                if self._stopping:
+                if self._stopping.is_set():
                     link.close()
                     return
                 self.accepted += 1
