@@ -118,6 +118,13 @@ class _SessionBase:
         self._ids = ids
         self._enqueue(self.handler.on_session_open())
 
+    def _hinted(self, retry_ms: int | None) -> None:
+        # The server's `retry:` hint (sent before sse-init) is a floor for reconnect
+        # waits, as for subscriptions: reconnecting at once would reach a restarting
+        # server while it is still shutting down.
+        if retry_ms is not None:
+            self._schedule.retry_hint = retry_ms / 1000
+
     def _lost(self) -> None:
         self._ids = None
         self._generation += 1
@@ -264,6 +271,7 @@ class SyncSession(_SessionBase):
                         return None
                     if self._ids is None:
                         timer.cancel()
+                        self._hinted(source.retry_ms)
                         self._opened(message)
                     else:
                         self._enqueue(self.handler.on_message(message))
@@ -410,6 +418,7 @@ class AsyncSession(_SessionBase):
                         message = await asyncio.wait_for(anext(messages), SSE_INIT_TIMEOUT)
                     except asyncio.TimeoutError:
                         raise _init_error() from None
+                    self._hinted(source.retry_ms)
                     self._opened(message)
                 else:
                     message = await anext(messages)
