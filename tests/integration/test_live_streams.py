@@ -12,12 +12,15 @@ subscribed to.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from instantdb import InstantAPIError, InstantError
+from instantdb_local import LocalServer
 from instantdb_local.instance import AppCredentials
 from tests.integration._live import (
     LiveReader,
@@ -286,3 +289,43 @@ def test_closing_sessions_on_purpose_logs_no_error(
     assert reader(db, clients, client_id="logged").read_all() == "ab"
     assert [line for line in log.lines if line.startswith("[error]")] == []
     assert sum(line == "[sse][close]" for line in log.lines) == 3
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_streams_follow_the_server_through_a_restart(
+    kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A writer and a reader open while the server stops and restarts on the same data
+    dir and port: the writer resumes (bytes written meanwhile are kept and sent), the
+    reader resumes at its offset, and every byte arrives once.
+
+    Regression: stream sessions reconnected at once, ignoring the server's ``retry:``
+    hint, and the stopping server accepted them, which held its shutdown for the whole
+    graceful timeout ("Cancel 2 running task(s)").
+    """
+    data_dir = tmp_path / "data"
+    server = LocalServer(data_dir=data_dir).start()
+    port = server.port
+    clients = Clients(kind)
+    restarted: list[LocalServer] = []
+    try:
+        db = clients.make(server.credentials)
+        out = writer(db, clients, "restarted").enter()
+        out.write("before ✓ ")
+        tail = reader(db, clients, stream_id=out.stream_id)
+        assert tail.read_until(len("before ✓ ")) == "before ✓ "
+
+        with caplog.at_level(logging.WARNING):
+            server.stop()
+        assert not [r for r in caplog.records if "graceful shutdown" in r.getMessage()]
+        out.write("while down 😀 ")
+        restarted.append(LocalServer(data_dir=data_dir, port=port).start())
+        out.write("after")
+        out.close()
+        assert tail.read_all() == "before ✓ while down 😀 after"
+        assert out.writer.bytes_flushed == len("before ✓ while down 😀 after".encode())
+        assert stream_row(db, "restarted")["done"] is True
+    finally:
+        clients.close()
+        for started in [*restarted, server]:
+            started.stop()

@@ -18,16 +18,18 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 import instantdb
 from instantdb import AsyncInstant, InstantAPIError, id
-from instantdb_local import LocalServer
+from instantdb_local import LocalServer, live
 from instantdb_local.engine import Actor
 from instantdb_local.instance import AppCredentials, Instance
-from tests.integration._live import WAIT, LiveSubscription, ok_data, titles
+from tests.integration._live import WAIT, LiveSubscription, ok_data, titles, wait_until
 from tests.integration._tcp_proxy import TCPProxy
 from tests.integration.conftest import Clients, Driven, FaultProxy
+from tests.local.live.harness import start_server
 
 
 def attr(kind: str = "string", *, indexed: bool = False) -> dict[str, Any]:
@@ -372,3 +374,31 @@ async def _until(condition: Any, changed: asyncio.Event, timeout: float = 30.0) 
             await changed.wait()
 
     await asyncio.wait_for(wait(), timeout)
+
+
+def test_a_stopping_server_answers_new_live_sessions_503(tmp_path: Path) -> None:
+    """Regression: once a stopping server had closed its live connections, a client
+    reconnecting at once (as the JS SDK's stream sessions do) got a new session that
+    held the shutdown for its whole graceful timeout. It now gets a 503, which every
+    client retries later; closing without ``final`` (tests, demos) keeps serving."""
+    server = start_server(tmp_path / "data")
+    try:
+        app = server.new_app()
+        headers = {"app-id": app.id, "authorization": f"Bearer {app.admin_token}"}
+        routes = [
+            ("/admin/sse", {}),
+            ("/admin/subscribe-query", {"query": {"goals": {}}}),
+        ]
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=WAIT) as http:
+            live.close_connections(server.app)
+            for path, body in routes:
+                with http.stream("POST", path, params={"app_id": app.id}, json=body) as answer:
+                    assert answer.status_code == 200
+            live.close_connections(server.app, final=True)
+            wait_until(lambda: server.hub.closed, "the hub closing")
+            for path, body in routes:
+                answer = http.post(path, params={"app_id": app.id}, json=body)
+                assert answer.status_code == 503
+                assert "shutting down" in answer.text
+    finally:
+        server.stop()
