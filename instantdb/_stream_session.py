@@ -21,11 +21,18 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from ._errors import InstantError
+from ._errors import InstantAPIError, InstantError
 from ._logging import LiveLog
 from ._protocol._call import Call, Request, Response
 from ._protocol.reconnect import ReconnectSchedule, TransientError, is_terminal
-from ._protocol.streams import SessionIds, push_request, session_ids, session_request
+from ._protocol.streams import (
+    APPEND_LIMIT,
+    SessionIds,
+    message_bytes,
+    push_request,
+    session_ids,
+    session_request,
+)
 from ._retry import RetrySafety
 from ._settings import Settings
 from ._sse_client import AsyncEventSource, SyncEventSource, describe
@@ -35,6 +42,8 @@ __all__ = ["SSE_INIT_TIMEOUT", "AsyncSession", "Handler", "SyncSession"]
 
 SSE_INIT_TIMEOUT = 10.0
 MAX_PUSH_FAILURES = 5
+PUSH_LIMIT = 4 * APPEND_LIMIT
+"""Bytes of text one push carries at most (messages queued beyond it go in the next)."""
 STOP_TIMEOUT = 5.0
 """Seconds `stop` waits for the background reader to end."""
 
@@ -99,8 +108,19 @@ class _SessionBase:
         self._outbox.extend((self._generation, message) for message in messages)
 
     def _take_batch(self) -> tuple[list[Message], SessionIds | None]:
-        batch = [message for generation, message in self._outbox if generation == self._generation]
-        self._outbox.clear()
+        """The next push: queued messages of the current session, up to `PUSH_LIMIT`
+        bytes of text (at least one message); the rest wait for the next push."""
+        current = [
+            message for generation, message in self._outbox if generation == self._generation
+        ]
+        batch: list[Message] = []
+        size = 0
+        for message in current:
+            size += message_bytes(message)
+            if batch and size > PUSH_LIMIT:
+                break
+            batch.append(message)
+        self._outbox = [(self._generation, message) for message in current[len(batch) :]]
         for message in batch:
             self._log.debug("[send] %s %s", message.get("client-event-id"), message)
         return batch, self._ids
@@ -146,7 +166,15 @@ class _SessionBase:
     def _push_failed(self, error: InstantError) -> None:
         self._push_failures += 1
         self._log.error("[error] push failed: %s", describe(error))
-        if self._push_failures >= MAX_PUSH_FAILURES:
+        if isinstance(error, InstantAPIError) and error.status == 413:
+            # Resending the same bytes can only be refused again.
+            self.handler.fail(
+                InstantError(
+                    f"the server refused a push to the stream session as too large (413: "
+                    f"{error}); it takes less than {PUSH_LIMIT} bytes of text per request"
+                )
+            )
+        elif self._push_failures >= MAX_PUSH_FAILURES:
             self.handler.fail(
                 InstantError(
                     f"{MAX_PUSH_FAILURES} pushes to the stream session failed in a row; "

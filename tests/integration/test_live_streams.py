@@ -329,3 +329,37 @@ def test_streams_follow_the_server_through_a_restart(
         clients.close()
         for started in [*restarted, server]:
             started.stop()
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_writes_bigger_than_a_request_are_split_into_appends(kind: str) -> None:
+    """Regression: one write (or the backlog resent after a resume) went as a single
+    append in a single push, so a write bigger than the server's body limit was
+    refused (413) again on every reconnect until the writer timed out, the stream left
+    open."""
+    text = "".join(chunks_of(1, 9 * 1024 * 1024 // len(PIECE.encode())))
+    with LocalServer(max_body_bytes=6 * 1024 * 1024) as server:
+        clients = Clients(kind)
+        try:
+            with TCPProxy.to(server.api_uri) as proxy:
+                db = clients.make(server.credentials)
+                through_proxy = clients.make(server.credentials, api_uri=proxy.api_uri)
+                out = writer(through_proxy, clients, "big").enter()
+                out.write("start ")
+                assert proxy.cut() >= 1
+                out.write(text)  # pushed while the session is gone: resent after resume
+                out.close()
+            assert reader(db, clients, client_id="big").read_all() == "start " + text
+            assert stream_row(db, "big")["size"] == len(("start " + text).encode())
+        finally:
+            clients.close()
+
+
+def test_a_server_refusing_every_push_as_too_large_fails_the_writer_clearly(
+    clients: Clients,
+) -> None:
+    with LocalServer(max_body_bytes=256 * 1024) as server:
+        db = clients.make(server.credentials)
+        with pytest.raises(InstantError, match=r"too large \(413"):
+            write_block(db.client.streams.write(client_id="huge"), clients.loop, ["x" * 300_000])
+        assert stream_row(db, "huge").get("done") is not True
