@@ -402,3 +402,37 @@ def test_a_stopping_server_answers_new_live_sessions_503(tmp_path: Path) -> None
                 assert "shutting down" in answer.text
     finally:
         server.stop()
+
+
+@pytest.mark.instant_app(schema=SCHEMA)
+def test_an_invalid_query_ends_the_subscription_with_the_servers_reason(
+    db: Driven, clients: Clients
+) -> None:
+    sub = subscribe(db, clients, {"goals": {"$": {"order": {"nope": "asc"}}}})
+    payload = sub.next()
+    assert payload is not None
+    assert payload["type"] == "error"
+    assert payload["is_closed"] is True
+    assert isinstance(payload["error"], instantdb.InstantValidationError)
+    assert "no `nope` attribute" in str(payload["error"])
+    assert sub.next() is None
+
+
+@pytest.mark.instant_app(schema=SCHEMA)
+def test_a_paginated_subscription_carries_its_page_info(db: Driven, clients: Clients) -> None:
+    for title in ["a", "b", "c"]:
+        add_goal(db, title)
+    sub = subscribe(db, clients, {"goals": {"$": {"limit": 2, "order": {"title": "asc"}}}})
+    try:
+        first = sub.until(lambda _: True)
+        assert titles(first) == ["a", "b"]
+        page = first["page_info"]["goals"]
+        assert page["has_next_page"] is True
+        assert page["has_previous_page"] is False
+        assert {"start_cursor", "end_cursor"} <= set(page)
+        add_goal(db, "0")  # sorts first: the page moves
+        moved = sub.until(lambda _: True)
+        assert titles(moved) == ["0", "a"]
+        assert moved["page_info"]["goals"]["end_cursor"] != page["end_cursor"]
+    finally:
+        sub.close()
