@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from instantdb import InstantAPIError, InstantError
+from instantdb import InstantAPIError, InstantError, InstantPermissionError
 from instantdb_local import LocalServer
 from instantdb_local.instance import AppCredentials
 from tests.integration._live import (
@@ -363,3 +363,33 @@ def test_a_server_refusing_every_push_as_too_large_fails_the_writer_clearly(
         with pytest.raises(InstantError, match=r"too large \(413"):
             write_block(db.client.streams.write(client_id="huge"), clients.loop, ["x" * 300_000])
         assert stream_row(db, "huge").get("done") is not True
+
+
+STREAM_RULES = {
+    "$streams": {
+        "allow": {"create": "auth.id != null && ruleParams.ok == true", "view": "auth.id != null"}
+    }
+}
+
+
+@pytest.mark.instant_app(rules=STREAM_RULES)
+def test_impersonated_writers_and_readers_are_held_to_the_streams_rules(
+    db: Driven, clients: Clients
+) -> None:
+    db.auth.create_token(email="writer@example.com")
+    user = db.as_user(email="writer@example.com")
+    guest = db.as_user(guest=True)
+    write_block(
+        user.client.streams.write(client_id="allowed", rule_params={"ok": True}),
+        clients.loop,
+        ["by the rules"],
+    )
+    assert reader(user, clients, client_id="allowed").read_all() == "by the rules"
+    for who, params in [(user, None), (guest, {"ok": True})]:
+        refused = who.client.streams.write(client_id="refused", rule_params=params)
+        with pytest.raises(InstantPermissionError):
+            write_block(refused, clients.loop, ["never stored"])
+    with pytest.raises(InstantPermissionError):
+        reader(guest, clients, client_id="allowed").next()
+    rows = db.query({"$streams": {}})["$streams"]
+    assert [row["clientId"] for row in rows] == ["allowed"]
