@@ -117,6 +117,7 @@ def test_a_reader_tails_a_stream_while_it_is_written(db: Driven, clients: Client
     assert late.reader.done is True
 
 
+@pytest.mark.timeout(30)  # the bug was a loop that never returned
 def test_a_reader_closed_from_elsewhere_stops_waiting(db: Driven, clients: Clients) -> None:
     """Regression: a reader closed while its iteration waited for data spun forever."""
     live = writer(db, clients, "quiet").enter()
@@ -355,6 +356,7 @@ def test_writes_bigger_than_a_request_are_split_into_appends(kind: str) -> None:
             clients.close()
 
 
+@pytest.mark.timeout(30)  # the bug was a retry loop until the writer timed out
 def test_a_server_refusing_every_push_as_too_large_fails_the_writer_clearly(
     clients: Clients,
 ) -> None:
