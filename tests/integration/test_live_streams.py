@@ -395,3 +395,15 @@ def test_impersonated_writers_and_readers_are_held_to_the_streams_rules(
         reader(guest, clients, client_id="allowed").next()
     rows = db.query({"$streams": {}})["$streams"]
     assert [row["clientId"] for row in rows] == ["allowed"]
+
+
+def test_writers_and_readers_work_without_their_with_blocks(db: Driven, clients: Clients) -> None:
+    plain = db.client.streams.write(client_id="no-with")
+    run(clients.loop, plain.write("opened by the first write"))
+    run(clients.loop, plain.close())
+    run(clients.loop, plain.close())  # idempotent
+    assert plain.error is None
+    # The reader helpers iterate without entering the reader: it starts on the first
+    # item and releases its session at the end of the stream.
+    assert reader(db, clients, client_id="no-with").read_all() == "opened by the first write"
+    assert stream_row(db, "no-with")["done"] is True
