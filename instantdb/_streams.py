@@ -504,7 +504,9 @@ class StreamReader(_ReaderBase[ChunkT]):
             if segment is None:
                 if machine.error is not None:
                     raise machine.error
-                if machine.done:
+                # close() from another thread (or task) ends the iteration; without
+                # this check the stopped session would wake the wait at once, forever.
+                if machine.done or self._closed:
                     return
                 continue
             try:
@@ -627,7 +629,9 @@ class AsyncStreamReader(_ReaderBase[ChunkT]):
             if segment is None:
                 if machine.error is not None:
                     raise machine.error
-                if machine.done:
+                # close() from another thread (or task) ends the iteration; without
+                # this check the stopped session would wake the wait at once, forever.
+                if machine.done or self._closed:
                     return
                 continue
             try:
