@@ -67,6 +67,14 @@ CREATE TABLE IF NOT EXISTS triples (
 CREATE INDEX IF NOT EXISTS triples_by_entity ON triples (entity, attr);
 CREATE INDEX IF NOT EXISTS triples_by_value ON triples (attr, vkey, entity);
 CREATE INDEX IF NOT EXISTS triples_by_date ON triples (attr, vdate) WHERE vdate IS NOT NULL;
+
+-- The per-entity changes of committed transactions that a listener (webhooks) has not
+-- released yet, written in the transaction itself: a crash right after the commit
+-- cannot lose them (a transactional outbox).
+CREATE TABLE IF NOT EXISTS change_outbox (
+    tx      INTEGER PRIMARY KEY,
+    records TEXT NOT NULL
+);
 """
 
 _BUSY_TIMEOUT_MS = 10_000
