@@ -71,7 +71,8 @@ def test_the_first_cell_says_where_the_data_goes(path: Path) -> None:
     notebook = nbformat.read(path, as_version=4)
     first, setup = notebook.cells[0], notebook.cells[1]
     assert first.cell_type == "markdown"
-    assert "INSTANT_APP_ID" in first.source and "INSTANT_API_URI" in first.source
+    assert "INSTANT_APP_ID" in first.source
+    assert "INSTANT_API_URI" in first.source
     assert "local server" in first.source
     # The first code cell starts a server only when both variables are absent.
     assert setup.cell_type == "code"
