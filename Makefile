@@ -6,8 +6,14 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The shared conformance recording lives beside the repository (see docs/testing.md).
 SHARED ?= ../shared
+# What Binder installs (binder/requirements.txt), in a venv of its own: the tests run
+# binder/start and JupyterLab from it (tests/notebook/test_binder.py, test_browser.py).
+BINDER_VENV ?= build/binder-venv
+# The browser check drives Debian's Chromium (never a browser download).
+CHROMIUM ?= /usr/bin/chromium
+PACKAGE_SOURCES := $(shell find instantdb instantdb_local instantdb_notebook -name '*.py' -o -name '*.tmpl')
 
-.PHONY: demo test lint typecheck pytest bench bench-quick conformance clean
+.PHONY: demo test lint typecheck pytest bench bench-quick conformance clean binder-venv chromium
 
 $(VENV)/.installed-local: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +24,30 @@ $(VENV)/.installed-local: pyproject.toml
 $(VENV)/.installed-dev: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,browser]'
 	touch $(VENV)/.installed-local $@
+
+# The repository is installed as Binder installs it (not editable), so it is reinstalled
+# when its sources change.
+$(BINDER_VENV)/.installed: binder/requirements.txt pyproject.toml $(PACKAGE_SOURCES)
+	$(PYTHON) -m venv $(BINDER_VENV)
+	$(BINDER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BINDER_VENV)/bin/python -m pip install -q -r binder/requirements.txt
+	$(BINDER_VENV)/bin/python -m pip install -q --no-deps --force-reinstall .
+	touch $@
+
+binder-venv: $(BINDER_VENV)/.installed
+
+# Debian's chromium package, installed when missing and we may (root with apt-get).
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else \
+		echo "The browser check needs Chromium at $(CHROMIUM): install Debian's chromium" \
+			"package (apt-get install chromium), or set CHROMIUM=/path/to/chromium." >&2; \
+		exit 1; \
+	fi
 
 demo: $(VENV)/.installed-local
 	$(BIN)/instantdb-local run --data .instant-local -- $(BIN)/python examples/quickstart.py
@@ -34,8 +62,9 @@ typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 # pytest exits 5 when it collects no tests; that is not a failure of the suite.
-pytest: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
+pytest: $(VENV)/.installed-dev $(BINDER_VENV)/.installed chromium
+	INSTANTDB_BINDER_VENV=$(abspath $(BINDER_VENV)) INSTANTDB_CHROMIUM=$(CHROMIUM) \
+		$(BIN)/python -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 bench-quick: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py --quick
@@ -48,4 +77,4 @@ conformance: $(VENV)/.installed-dev
 	$(BIN)/python $(SHARED)/conformance/compare.py $(SHARED)/conformance/vectors/official.jsonl /tmp/instantdb-conformance.jsonl --only-diff --ignore-header user-agent
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(BINDER_VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

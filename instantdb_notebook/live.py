@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
+from ._cells import cell_handles
 from ._connections import ClientSpec
 from ._results import Frames, frames_of
 from .portal import Portal, PortalFuture, get_portal
@@ -183,6 +184,8 @@ class _LiveHandle(Generic[StateT]):
         self._dirty = False
         self._wakeup: asyncio.Future[None] | None = None
         self._stop_requested = False
+        # A new run of the cell that made a live handle stops the old one (see _cells).
+        cell_handles.replace(self, _stop_replaced)
         self._future = self._portal.submit(self._main(), description=description)
 
     # -- what users read ----------------------------------------------------------------
@@ -354,6 +357,10 @@ class _LiveHandle(Generic[StateT]):
     @property
     def widget(self) -> Any:
         raise NotImplementedError
+
+
+def _stop_replaced(handle: _LiveHandle[Any]) -> None:
+    handle.stop()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
