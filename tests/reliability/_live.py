@@ -206,8 +206,8 @@ def read_stream(
             return "".join(reader)
 
     async def run_async() -> str:
-        async with _client(kind, creds, api_uri) as db:
-            async with db.streams.read(client_id=client_id) as reader:
-                return "".join([chunk async for chunk in reader])
+        db = _client(kind, creds, api_uri)
+        async with db, db.streams.read(client_id=client_id) as reader:
+            return "".join([chunk async for chunk in reader])
 
     return str(_in_thread(sync if kind == "sync" else lambda: asyncio.run(run_async())))

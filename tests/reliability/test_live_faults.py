@@ -248,16 +248,16 @@ def write_stream_with_timeout(kind: str, creds: AppCredentials, api_uri: str) ->
     from instantdb import AsyncInstant
 
     if kind == "sync":
-        with Instant(app_id=creds.app_id, admin_token=creds.admin_token, api_uri=api_uri) as db:
-            with db.streams.write(client_id="unreachable", timeout=0.5) as writer:
-                writer.write("never sent")
+        db = Instant(app_id=creds.app_id, admin_token=creds.admin_token, api_uri=api_uri)
+        with db, db.streams.write(client_id="unreachable", timeout=0.5) as writer:
+            writer.write("never sent")
         return
 
     async def run() -> None:
-        async with AsyncInstant(
-            app_id=creds.app_id, admin_token=creds.admin_token, api_uri=api_uri
-        ) as db:
-            async with db.streams.write(client_id="unreachable", timeout=0.5) as writer:
-                await writer.write("never sent")
+        async with (
+            AsyncInstant(app_id=creds.app_id, admin_token=creds.admin_token, api_uri=api_uri) as db,
+            db.streams.write(client_id="unreachable", timeout=0.5) as writer,
+        ):
+            await writer.write("never sent")
 
     asyncio.run(run())
