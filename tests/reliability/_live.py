@@ -39,9 +39,17 @@ class Subscriber:
     """``subscribe_query`` consumed in a thread; ``payloads`` in the order delivered."""
 
     def __init__(
-        self, kind: str, creds: AppCredentials, query: dict[str, Any], api_uri: str | None = None
+        self,
+        kind: str,
+        creds: AppCredentials,
+        query: dict[str, Any],
+        api_uri: str | None = None,
+        *,
+        as_user: dict[str, Any] | None = None,
     ) -> None:
+        """``as_user``: the arguments of ``db.as_user(...)`` to subscribe as that user."""
         self.kind = kind
+        self._as_user = as_user
         self.payloads: list[dict[str, Any]] = []
         self._changed = threading.Condition()
         self._db = None if kind == "async" else _client(kind, creds, api_uri)
@@ -71,7 +79,7 @@ class Subscriber:
                 asyncio.run(self._run_async())
             else:
                 assert self._db is not None
-                self._subscription = self._db.subscribe_query(self._query)
+                self._subscription = self._scoped(self._db).subscribe_query(self._query)
                 self._ready.set()
                 for payload in self._subscription:
                     self._add(payload)
@@ -85,13 +93,16 @@ class Subscriber:
     async def _run_async(self) -> None:
         self._loop = asyncio.get_running_loop()
         db = _client("async", self._creds, self._api_uri)
-        self._subscription = db.subscribe_query(self._query)
+        self._subscription = self._scoped(db).subscribe_query(self._query)
         self._ready.set()
         try:
             async for payload in self._subscription:
                 self._add(payload)
         finally:
             await db.aclose()
+
+    def _scoped(self, db: Any) -> Any:
+        return db.as_user(**self._as_user) if self._as_user else db
 
     def ok_data(self) -> list[Any]:
         with self._changed:

@@ -36,12 +36,14 @@ class ServerProcess:
         log_path: Path | None = None,
         env: Mapping[str, str] | None = None,
         entry: str = "instantdb_local",
+        log_level: str = "warning",
     ) -> None:
         """``env`` is added to the child's environment; ``entry`` is the module run with
         ``python -m`` (`tests.reliability._crash_serve` wraps the CLI with crash points)."""
         self.data_dir = data_dir
         self.env = dict(env or {})
         self.entry = entry
+        self.log_level = log_level
         self.log_path = log_path or data_dir.with_name(data_dir.name + ".log")
         self.port = 0  # 0 until the first start picks one
         self.credentials: AppCredentials | None = None
@@ -66,7 +68,7 @@ class ServerProcess:
                 "--project",
                 str(self.data_dir.parent),
                 "--log-level",
-                "warning",
+                self.log_level,
             ],
             stdout=subprocess.PIPE,
             stderr=self._log,
