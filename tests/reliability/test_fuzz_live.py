@@ -142,13 +142,46 @@ def test_any_subscribe_query_body(
 
 
 def _first_ops(response: httpx.Response, count: int) -> list[str]:
+    # Lines split on LF only, as SSE says: a U+0085 or U+2028 inside the JSON is no break
+    # (str.splitlines, and so httpx's iter_lines, would cut there).
     ops: list[str] = []
-    for line in response.iter_lines():
-        if line.startswith("data:"):
-            ops.append(json.loads(line[5:])["op"])
-            if len(ops) == count:
-                break
+    buffer = b""
+    for chunk in response.iter_bytes():
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if line.startswith(b"data:"):
+                ops.append(json.loads(line[5:])["op"])
+                if len(ops) == count:
+                    return ops
     return ops
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/admin/query", {"query": {"goals": {"$": {"where": {"title": "\ud800"}}}}}),
+        ("/admin/transact", {"steps": [["update", "goals", "x", {"title": "a\udfff"}]]}),
+        ("/admin/subscribe-query", {"query": {"goals": {"\ud800": {}}}}),
+        ("/dash/apps/{app}/webhooks", {"url": "http://127.0.0.1:9/", "namespaces": ["\ud800"]}),
+        ("/admin/refresh_tokens", {"email": "\ud800@b.co"}),
+    ],
+)
+def test_a_lone_surrogate_escape_is_malformed_json(
+    live_app: AppCredentials, server_errors: ErrorLog, path: str, body: Any
+) -> None:
+    # Found by fuzzing the webhook manager: "\ud800" is valid JSON syntax but no text,
+    # and failed later, wherever it was encoded (SQLite, an answer): a 500.
+    before = len(server_errors.records)
+    response = httpx.post(
+        live_app.api_uri + path.replace("{app}", live_app.app_id),
+        content=json.dumps(body).encode(),  # ASCII: the surrogate as a \u escape
+        headers={"content-type": "application/json", **_admin(live_app)},
+        timeout=WAIT,
+    )
+    assert response.status_code == 400
+    assert response.text == "Malformed JSON in request body."
+    assert server_errors.records[before:] == []
 
 
 # -- sse/push messages ----------------------------------------------------------------------
