@@ -239,9 +239,16 @@ class Session:
         raise AssertionError(f"no answer to {event_id}")
 
     def close(self) -> None:
+        # Closing the response does not wake a read blocked in another thread; shutting
+        # the socket down does.
+        stream = self._response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if isinstance(sock, socket.socket):
+            sock.shutdown(socket.SHUT_RDWR)
         self._response.close()
         self._client.close()
         self._thread.join(WAIT)
+        assert not self._thread.is_alive()
 
 
 @pytest.fixture(scope="module")
