@@ -8,6 +8,7 @@ still answers a well-formed message.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -212,10 +213,15 @@ class Session:
         }
 
     def _read(self) -> None:
+        # Lines split on LF only (see _first_ops): echoed junk may hold U+0085 or U+2028.
+        buffer = b""
         try:
-            for line in self._response.iter_lines():
-                if line.startswith("data:"):
-                    self.messages.put(json.loads(line[5:]))
+            for chunk in self._response.iter_bytes():
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                for line in lines:
+                    if line.startswith(b"data:"):
+                        self.messages.put(json.loads(line[5:]))
         except httpx.HTTPError:
             pass  # closed by the test
 
@@ -244,7 +250,8 @@ class Session:
         stream = self._response.extensions.get("network_stream")
         sock = stream.get_extra_info("socket") if stream is not None else None
         if isinstance(sock, socket.socket):
-            sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):  # already closed
+                sock.shutdown(socket.SHUT_RDWR)
         self._response.close()
         self._client.close()
         self._thread.join(WAIT)
