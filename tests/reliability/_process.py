@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import queue
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,7 +22,7 @@ import httpx
 
 from instantdb_local.instance import AppCredentials
 
-__all__ = ["ServerProcess"]
+__all__ = ["ServerProcess", "integrity_problems"]
 
 START_TIMEOUT = 30.0
 
@@ -166,3 +167,15 @@ def _exports(lines: list[str]) -> dict[str, str]:
         key, _, value = line.removeprefix("export ").strip().partition("=")
         pairs[key] = value
     return pairs
+
+
+def integrity_problems(path: Path) -> list[str]:
+    """What SQLite's ``integrity_check`` and ``foreign_key_check`` find in ``path``
+    (empty: the database is whole)."""
+    conn = sqlite3.connect(path)
+    try:
+        problems = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+        problems += [repr(row) for row in conn.execute("PRAGMA foreign_key_check")]
+    finally:
+        conn.close()
+    return [] if problems == ["ok"] else problems

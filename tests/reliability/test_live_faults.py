@@ -33,7 +33,7 @@ from tests.reliability._live import (
     repeated_payloads,
     write_stream,
 )
-from tests.reliability._process import ServerProcess
+from tests.reliability._process import ServerProcess, integrity_problems
 
 GOALS = {"goals": {"$": {"order": {"serverCreatedAt": "asc"}}}}
 
@@ -202,6 +202,11 @@ def test_flushed_stream_bytes_survive_sigkill(killable: ServerProcess) -> None:
     stored = _read_unfinished(creds, "durable", at_least=flushed)
     assert flushed <= len(stored) <= sent
     assert stored == _RAW[: len(stored)]
+    # The data dir opens cleanly: every database in it passes SQLite's checks.
+    databases = sorted(killable.data_dir.rglob("*.sqlite3"))
+    assert any(db.name == "streams.sqlite3" for db in databases)
+    for database in databases:
+        assert integrity_problems(database) == [], database
 
 
 def _whole_text(data: bytes) -> bool:
