@@ -1,5 +1,6 @@
-"""The local server under load: 8 writers and 8 readers at full rate, against one writer
-or one reader alone on the same server (the baselines, measured in the same run).
+"""The local server under load: 8 writers and 8 readers at full rate with 100 open
+subscriptions, against one writer, one reader or one subscriber alone on the same server
+(the baselines, measured in the same run).
 
 The server is ``instantdb-local serve`` in its own process, as a user runs it; the
 clients are `instantdb.Instant` in threads of this process, so on a small machine they
@@ -34,6 +35,8 @@ from tests.reliability._load import (  # noqa: E402
 )
 from tests.reliability._process import ServerProcess  # noqa: E402
 
+SUBSCRIPTIONS = 100
+
 
 def _measure(api_uri: str, shape: LoadShape) -> LoadReport:
     # A fresh app per measurement, so each starts from the same empty namespace.
@@ -58,9 +61,17 @@ def run(quick: bool) -> list[Result]:
         api_uri = server.credentials.api_uri
         writer_alone = _measure(api_uri, LoadShape(1, 0, baseline_seconds))
         reader_alone = _measure(api_uri, LoadShape(1, 1, baseline_seconds, 2.0))
-        loaded = _measure(api_uri, LoadShape(8, 8, load_seconds))
+        # One subscriber of one writer at 5 writes/s: what a change takes to arrive
+        # when nothing else is going on.
+        subscriber_alone = _measure(
+            api_uri, LoadShape(1, 0, baseline_seconds, 5.0, subscriptions=1)
+        )
+        loaded = _measure(api_uri, LoadShape(8, 8, load_seconds, subscriptions=SUBSCRIPTIONS))
     print(f"bench_load: {loaded.summary()}")
-    note = f"8 writers + 8 readers, {loaded.elapsed:.0f}s, 0 problems"
+    note = (
+        f"8 writers + 8 readers + {SUBSCRIPTIONS} subscriptions, {loaded.elapsed:.0f}s, 0 problems"
+    )
+    s, s1 = loaded.subscriber_latencies, subscriber_alone.subscriber_latencies
     w, r = loaded.write_latencies, loaded.read_latencies
     w1, r1 = writer_alone.write_latencies, reader_alone.read_latencies
     return [
@@ -80,5 +91,13 @@ def run(quick: bool) -> list[Result]:
             len(r1) / reader_alone.elapsed,
             "/s",
             note="the lone reader shares the server with one writer at 2 writes/s",
+        ),
+        Result("load: commit-to-subscriber p50 vs one alone", _ms(s, 50), _ms(s1, 50), "ms"),
+        Result(
+            "load: commit-to-subscriber p99 vs one alone",
+            _ms(s, 99),
+            _ms(s1, 99),
+            "ms",
+            note=f"{loaded.payloads} payloads, none repeated, every final result fresh",
         ),
     ]

@@ -18,6 +18,8 @@ Decisions (docs/api.md says the same):
 * An ``error`` message for the initial query (the query is invalid or not permitted)
   also ends the subscription: the server has dropped the query, so nothing more would
   come. Other ``error`` messages are yielded and the subscription goes on.
+* An ``ok`` payload equal (data and page info) to the ``ok`` payload before it is not
+  delivered: a reconnect brings the full result again, and an unchanged one is no news.
 * At most `BACKLOG` undelivered payloads are kept; when a new one arrives the oldest is
   dropped (every ``ok`` payload is a full result, so the newest supersedes it). The
   final error payload is never dropped.
@@ -123,6 +125,7 @@ class SubscriptionMachine:
         self._secrets = secrets
         self._schedule = ReconnectSchedule(random=random)
         self._backlog: deque[Payload] = deque()
+        self._last_ok: tuple[object, object] | None = None
         self._backlog_size = backlog
         self._final: Payload | None = None
         self.ready_state: ReadyState = "connecting"
@@ -257,6 +260,15 @@ class SubscriptionMachine:
         }
 
     def _push(self, payload: Payload) -> None:
+        if payload["type"] == "ok":
+            # After a reconnect the server sends the full result again; when nothing
+            # changed meanwhile it is the one already delivered, which is no news.
+            seen = (payload["data"], payload["page_info"])
+            if seen == self._last_ok:
+                return
+            self._last_ok = seen
+        else:
+            self._last_ok = None  # after an error, the next result is news again
         if len(self._backlog) >= self._backlog_size:
             self._backlog.popleft()
             self.dropped += 1

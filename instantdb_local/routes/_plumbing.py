@@ -273,7 +273,22 @@ def parse_json_body(raw: bytes) -> JSONValue:
         raise errors.malformed_json() from None
     if _nested_deeper_than(body, MAX_JSON_DEPTH):
         raise errors.body_too_deep(MAX_JSON_DEPTH)
+    if _SURROGATE_ESCAPE.search(raw) and _holds_lone_surrogate(body):
+        # "\ud800" is valid JSON syntax but no text: SQLite, the disk and every answer
+        # would fail to encode it later (a 500). Pairs decode to one character and pass.
+        raise errors.malformed_json()
     return body
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _holds_lone_surrogate(value: JSONValue) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _nested_deeper_than(value: JSONValue, limit: int) -> bool:

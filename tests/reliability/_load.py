@@ -11,10 +11,21 @@ for a writer's counter and its newest item. That gives four checks:
 * stale: a read never shows less than what was acknowledged before the read began;
 * torn: in one read, the counter and the newest item agree (both were one transaction);
 * backwards: a reader never sees a writer's counter go down.
+
+With ``subscriptions``, that many live queries (one `AsyncInstant` in its own thread, a
+writer's counter each) run through the load too, with two more checks:
+
+* subscriber mismatch: after the run each subscription's newest result equals a fresh
+  query of the same thing;
+* repeated payload: no subscription ever receives a payload equal to its previous one.
+
+Their latency is from the start of the ``transact`` call to the payload that shows it
+(writes a subscriber never sees on their own, coalesced by the server, count nothing).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -23,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from instantdb import Instant, InstantError, id
+from instantdb import AsyncInstant, Instant, InstantError, id
 from instantdb_local.instance import AppCredentials
 
 __all__ = ["LOAD_SCHEMA", "LoadReport", "LoadShape", "percentile", "run_load"]
@@ -49,6 +60,7 @@ class LoadShape:
     seconds: float = 15.0
     writes_per_second: float | None = None  # per writer; None: as fast as it goes
     reads_per_second: float | None = None  # per reader
+    subscriptions: int = 0
 
 
 @dataclass
@@ -63,12 +75,16 @@ class LoadReport:
     stale_reads: int = 0
     torn_reads: int = 0
     backwards_reads: int = 0
+    subscriber_latencies: list[float] = field(default_factory=list)
+    payloads: int = 0
+    repeated_payloads: int = 0
+    subscriber_mismatches: list[str] = field(default_factory=list)
 
     @property
     def problems(self) -> list[str]:
         """Everything that went wrong; empty for a clean run."""
-        found = list(self.errors) + list(self.lost)
-        for name in ("stale_reads", "torn_reads", "backwards_reads"):
+        found = list(self.errors) + list(self.lost) + list(self.subscriber_mismatches)
+        for name in ("stale_reads", "torn_reads", "backwards_reads", "repeated_payloads"):
             if getattr(self, name):
                 found.append(f"{getattr(self, name)} {name.replace('_', ' ')}")
         return found
@@ -80,10 +96,19 @@ class LoadReport:
             return f"{kind}: {len(samples)} ({rate:.0f}/s), p50 {p50:.1f} ms, p99 {p99:.1f} ms"
 
         shape = self.shape
+        live = seen = ""
+        if shape.subscriptions:
+            live = f" + {shape.subscriptions} subscriptions"
+            p50 = percentile(self.subscriber_latencies, 50) * 1e3
+            p99 = percentile(self.subscriber_latencies, 99) * 1e3
+            seen = (
+                f"commit-to-subscriber: {self.payloads} payloads, "
+                f"p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
+            )
         return (
-            f"{shape.writers} writers + {shape.readers} readers for {self.elapsed:.1f}s: "
-            f"{line('writes', self.write_latencies)}; {line('reads', self.read_latencies)}; "
-            f"{len(self.problems)} problems"
+            f"{shape.writers} writers + {shape.readers} readers{live} for "
+            f"{self.elapsed:.1f}s: {line('writes', self.write_latencies)}; "
+            f"{line('reads', self.read_latencies)}; {seen}{len(self.problems)} problems"
         )
 
 
@@ -106,6 +131,8 @@ class _State:
     def __init__(self, writers: int) -> None:
         self.lock = threading.Lock()
         self.acked = [0] * writers
+        # writer -> seq -> when its transact began (for the subscribers' latency)
+        self.sent_at: list[dict[int, float]] = [{} for _ in range(writers)]
 
     def acknowledged(self, writer: int) -> int:
         with self.lock:
@@ -159,6 +186,8 @@ def _write_loop(
                 db.tx.counters[counter].update({"seq": seq}),
             ]
             started = time.perf_counter()
+            with state.lock:
+                state.sent_at[writer][seq] = started
             try:
                 db.transact(chunks)
             except InstantError as error:
@@ -254,6 +283,9 @@ def run_load(creds: AppCredentials, shape: LoadShape) -> LoadReport:
         threading.Thread(target=_read_loop, args=(creds, r, state, report, stop, lock))
         for r in range(shape.readers)
     ]
+    subscribers = _Subscribers(creds, shape, state, report) if shape.subscriptions else None
+    if subscribers is not None:
+        subscribers.start()
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -262,9 +294,120 @@ def run_load(creds: AppCredentials, shape: LoadShape) -> LoadReport:
     for thread in threads:
         thread.join(60)
     report.elapsed = time.perf_counter() - started
+    if subscribers is not None:
+        subscribers.finish()
     stuck = [thread.name for thread in threads if thread.is_alive()]
     if stuck:
         report.errors.append(f"threads still running after the run: {stuck}")
     report.acknowledged = list(state.acked)
     report.lost = _lost_writes(creds, state)
     return report
+
+
+def _counter_query(writer: int) -> dict[str, Any]:
+    return {"counters": {"$": {"where": {"id": counter_id(writer)}}}}
+
+
+SETTLE_SECONDS = 30.0  # a bound on waiting for subscribers to catch up after the run
+
+
+class _Subscribers:
+    """``shape.subscriptions`` live queries on one event loop in their own thread."""
+
+    def __init__(
+        self, creds: AppCredentials, shape: LoadShape, state: _State, report: LoadReport
+    ) -> None:
+        self.creds, self.shape, self.state, self.report = creds, shape, state, report
+        self.latest: list[Any] = [None] * shape.subscriptions
+        self.previous: list[Any] = [None] * shape.subscriptions
+        self.changed = threading.Condition()
+        self.ready = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.done: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._run, name="load-subscribers", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        # Every subscription has its first result before the load begins.
+        with self.changed:
+            ok = self.changed.wait_for(
+                lambda: all(x is not None for x in self.latest) or not self.thread.is_alive(),
+                SETTLE_SECONDS,
+            )
+        if not ok or not self.thread.is_alive():
+            self.report.errors.append("the subscriptions did not all start")
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported, never lost
+            self.report.errors.append(f"subscribers: {exc!r}")
+        finally:
+            with self.changed:
+                self.changed.notify_all()
+
+    async def _main(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.done = asyncio.Event()
+        # One connection per subscription: lift httpx's default cap of 100.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
+        async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(30.0)) as http:
+            db = AsyncInstant(
+                app_id=self.creds.app_id,
+                admin_token=self.creds.admin_token,
+                api_uri=self.creds.api_uri,
+                http_client=http,
+            )
+            subscriptions = [
+                db.subscribe_query(_counter_query(i % self.shape.writers))
+                for i in range(self.shape.subscriptions)
+            ]
+            tasks = [
+                asyncio.create_task(self._consume(i, sub)) for i, sub in enumerate(subscriptions)
+            ]
+            await self.done.wait()
+            for sub in subscriptions:
+                await sub.aclose()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await db.aclose()
+
+    async def _consume(self, index: int, subscription: Any) -> None:
+        writer = index % self.shape.writers
+        async for payload in subscription:
+            arrived = time.perf_counter()
+            if payload["type"] != "ok":
+                self.report.errors.append(f"subscription {index}: {payload['error']!r}")
+                continue
+            data = payload["data"]
+            counters = data.get("counters") or []
+            seq = counters[0]["seq"] if counters else 0
+            with self.state.lock:
+                sent = self.state.sent_at[writer].get(seq)
+            with self.changed:
+                self.report.payloads += 1
+                if data == self.latest[index]:
+                    self.report.repeated_payloads += 1
+                if sent is not None and self.latest[index] is not None:
+                    self.report.subscriber_latencies.append(arrived - sent)
+                self.latest[index] = data
+                self.changed.notify_all()
+
+    def finish(self) -> None:
+        """Wait for every subscription to show the fresh result, then close them all."""
+        with _client(self.creds) as db:
+            fresh = [db.query(_counter_query(w)) for w in range(self.shape.writers)]
+        expected = [fresh[i % self.shape.writers] for i in range(self.shape.subscriptions)]
+        with self.changed:
+            self.changed.wait_for(
+                lambda: self.latest == expected or not self.thread.is_alive(), SETTLE_SECONDS
+            )
+            for i, (got, want) in enumerate(zip(self.latest, expected, strict=True)):
+                if got != want:
+                    self.report.subscriber_mismatches.append(
+                        f"subscription {i}: newest {got}, fresh query {want}"
+                    )
+        if self.loop is not None and self.done is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.done.set)
+        self.thread.join(SETTLE_SECONDS)
+        if self.thread.is_alive():
+            self.report.errors.append("the subscriptions did not close")

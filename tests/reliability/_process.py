@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import queue
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,7 +22,7 @@ import httpx
 
 from instantdb_local.instance import AppCredentials
 
-__all__ = ["ServerProcess"]
+__all__ = ["ServerProcess", "integrity_problems"]
 
 START_TIMEOUT = 30.0
 
@@ -36,12 +37,14 @@ class ServerProcess:
         log_path: Path | None = None,
         env: Mapping[str, str] | None = None,
         entry: str = "instantdb_local",
+        log_level: str = "warning",
     ) -> None:
         """``env`` is added to the child's environment; ``entry`` is the module run with
         ``python -m`` (`tests.reliability._crash_serve` wraps the CLI with crash points)."""
         self.data_dir = data_dir
         self.env = dict(env or {})
         self.entry = entry
+        self.log_level = log_level
         self.log_path = log_path or data_dir.with_name(data_dir.name + ".log")
         self.port = 0  # 0 until the first start picks one
         self.credentials: AppCredentials | None = None
@@ -66,7 +69,7 @@ class ServerProcess:
                 "--project",
                 str(self.data_dir.parent),
                 "--log-level",
-                "warning",
+                self.log_level,
             ],
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -164,3 +167,15 @@ def _exports(lines: list[str]) -> dict[str, str]:
         key, _, value = line.removeprefix("export ").strip().partition("=")
         pairs[key] = value
     return pairs
+
+
+def integrity_problems(path: Path) -> list[str]:
+    """What SQLite's ``integrity_check`` and ``foreign_key_check`` find in ``path``
+    (empty: the database is whole)."""
+    conn = sqlite3.connect(path)
+    try:
+        problems = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+        problems += [repr(row) for row in conn.execute("PRAGMA foreign_key_check")]
+    finally:
+        conn.close()
+    return [] if problems == ["ok"] else problems

@@ -316,6 +316,8 @@ def _delivery(world: Mapping[str, str]) -> tuple[str, str]:
     """A real delivery (header, body) when the world has one, else a forged one."""
     if "webhook_header" in world:
         return world["webhook_header"], world["webhook_body"]
+    # The payload token wraps the refresh token's text: a payload token the SDK failed to
+    # hide (it is a credential too) shows up in the scan as the refresh token.
     body = (
         f'{{"payloadUrl":"{world["api_uri"]}/webhooks/payload/{world.get("app_id", "x")}/'
         f'{uuid.uuid4()}/0/0/1","token":"t.{world["refresh_token"]}.s"}}'

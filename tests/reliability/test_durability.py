@@ -9,7 +9,6 @@ key, so a torn transaction would show as a key with one half or the link missing
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -23,7 +22,7 @@ import pytest
 
 from instantdb import Instant, InstantError, InstantNetworkError, id
 from instantdb_local.instance import AppCredentials, Instance
-from tests.reliability._process import ServerProcess
+from tests.reliability._process import ServerProcess, integrity_problems
 
 WRITERS = 4
 ROUNDS = 3
@@ -116,16 +115,6 @@ def _stored_keys(creds: AppCredentials) -> tuple[Counter[str], Counter[str], int
     return items, pairs, linked
 
 
-def _integrity(path: Path) -> list[str]:
-    conn = sqlite3.connect(path)
-    try:
-        problems = [row[0] for row in conn.execute("PRAGMA integrity_check")]
-        problems += [repr(row) for row in conn.execute("PRAGMA foreign_key_check")]
-    finally:
-        conn.close()
-    return [] if problems == ["ok"] else problems
-
-
 def test_acknowledged_transactions_survive_sigkill(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -159,8 +148,8 @@ def test_acknowledged_transactions_survive_sigkill(
     assert len(set(tx_ids)) == len(tx_ids)
 
     app_db = data / "apps" / creds.app_id / "app.sqlite3"
-    assert _integrity(app_db) == []
-    assert _integrity(data / "instance.sqlite3") == []
+    assert integrity_problems(app_db) == []
+    assert integrity_problems(data / "instance.sqlite3") == []
     with Instance.open(data) as instance:  # the data dir opens cleanly
         assert instance.default_app.id == creds.app_id
     env = subprocess.run(

@@ -38,15 +38,9 @@ PUBLIC: dict[tuple[str, str], str] = {
         "the $streams rules let in"
     ),
 }
-# Routes whose credential is not the admin token: checked on their own below.
-OWN_CREDENTIAL: dict[tuple[str, str], str] = {
-    ("GET", "/webhooks/payload/{app_id}/{webhook_id}/{isn:path}"): (
-        "the delivery's signed payload token, bound to the app, webhook and event"
-    ),
-}
 
 ROUTES = route_cases()
-PROTECTED = [case for case in ROUTES if (case.method, case.template) not in PUBLIC | OWN_CREDENTIAL]
+PROTECTED = [case for case in ROUTES if (case.method, case.template) not in PUBLIC]
 CREDENTIAL_ERRORS = {"param-missing", "param-malformed", "record-not-found"}
 FOREIGN_TOKEN = "f0e1d2c3-0000-4000-8000-00000000beef"  # valid form, belongs to no app
 
@@ -54,7 +48,7 @@ FOREIGN_TOKEN = "f0e1d2c3-0000-4000-8000-00000000beef"  # valid form, belongs to
 def test_the_public_routes_exist() -> None:
     # A stale entry would hide nothing, but would no longer say anything true.
     registered = {(case.method, case.template) for case in ROUTES}
-    assert set(PUBLIC) | set(OWN_CREDENTIAL) <= registered
+    assert set(PUBLIC) <= registered
 
 
 @pytest.fixture(scope="module")

@@ -231,12 +231,17 @@ def test_writer_errors(server):
                 ({"chunks": [], "offset": -1}, "offset must be a non-negative integer."),
                 ({"chunks": [], "offset": True}, "offset must be a non-negative integer."),
                 ({"chunks": [], "offset": 0, "done": "yes"}, "done must be true or false."),
-                ({"chunks": ["\ud800"], "offset": 0}, "chunks must be valid Unicode text"),
             ):
                 error = await error_of(
                     writer, "append-stream", **{"stream-id": stream_id, **fields}
                 )
                 assert text in error["message"]
+            # A lone surrogate is no text: the whole push is malformed JSON (as on every
+            # route), before any message of it runs.
+            refused = await writer.push(
+                {"op": "append-stream", "stream-id": stream_id, "chunks": ["\ud800"], "offset": 0}
+            )
+            assert (refused.status_code, refused.text) == (400, "Malformed JSON in request body.")
 
             await writer.send(
                 "append-stream",
