@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import attrs as attrs_module
-from . import entities, users
+from . import entities, order_gaps, users
 from .access import QueryRules, Resolver, RulesLike, TransactRules, Viewer, passes
 from .attrs import Attr, Catalog
 from .blobs import BlobStore
@@ -327,6 +327,7 @@ class AppEngine:
             if newly_indexed and not updated.is_ref and not updated.is_id:
                 tx = tx if tx is not None else Store.next_tx(conn)
                 entities.backfill_indexed_nulls(conn, updated, tx)
+        order_gaps.sync_catalog(conn, self._catalog, catalog)
         return catalog
 
     def set_rules(self, rules: Mapping[str, Any] | None) -> None:

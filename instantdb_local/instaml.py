@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import attrs as attrs_module
-from . import entities, values
+from . import entities, order_gaps, values
 from .attrs import SYSTEM_COLUMNS, USER_SYSTEM_NAMESPACES, Attr, Catalog, Link
 from .errors import (
     ServerError,
@@ -266,6 +266,10 @@ class Transaction:
         self.ops: list[Op] = []
         self._lookup_ids: dict[tuple[str, tuple[str, str]], str] = {}
         self._lookup_new: set[tuple[str, tuple[str, str]]] = set()
+        self._original_catalog = catalog
+        # Entities `apply` ensured exist and deleted, by namespace (for the order gaps).
+        self._added: dict[str, list[str]] = {}
+        self._deleted: dict[str, list[str]] = {}
 
     # -- 2. attributes ----------------------------------------------------------------
 
@@ -790,6 +794,8 @@ class Transaction:
             groups.setdefault(_kind(op), []).append(op)
         self.effects.links = []
         self.effects.deleted_files = []
+        self._added = {}
+        self._deleted = {}
         for ops in groups.values():
             for op in ops:
                 self._apply(op, tx)
@@ -800,6 +806,7 @@ class Transaction:
         conn = self.conn
         if isinstance(op, AddEntity):
             self._check_existence(op)
+            self._added.setdefault(op.etype, []).append(op.eid)
             created = entities.ensure_entity(conn, op.etype, op.eid, tx)
             if created and op.etype == "$users" and not (self.is_admin or self.system_writes):
                 raise self._system_entity_error("create")
@@ -887,6 +894,7 @@ class Transaction:
             cur_type, cur_id = current
             touch = self.effects.touch(cur_type, cur_id)
             touch.deleted = True
+            self._deleted.setdefault(cur_type, []).append(cur_id)
             if cur_type == "$files":
                 record = entities.fetch_record(self.conn, self.catalog, cur_type, cur_id)
                 if record is not None:
@@ -926,12 +934,24 @@ class Transaction:
         for touch in self.effects.touches.values():
             if touch.written or touch.modified:
                 by_type.setdefault(touch.etype, []).append(touch.eid)
+        filled: dict[str, list[str]] = {}
         for etype, ids in by_type.items():
             present = sorted(entities.existing_ids(self.conn, etype, ids))
             if not present:
                 continue
             entities.fill_indexed_nulls(self.conn, self.catalog, etype, present, tx)
             self._check_required(etype, present)
+            filled[etype] = present
+        order_gaps.after_writes(
+            self.conn,
+            self.catalog,
+            tx,
+            added=self._added,
+            written=by_type,
+            null_filled=filled,
+            deleted=self._deleted,
+        )
+        order_gaps.sync_catalog(self.conn, self._original_catalog, self.catalog)
 
     def _check_required(self, etype: str, ids: list[str]) -> None:
         required = [a for a in self.catalog.attrs_of(etype) if a.required and not a.is_id]
