@@ -7,6 +7,7 @@ as `InstantError` s that `_protocol.reconnect.is_terminal` can classify.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -180,6 +181,17 @@ class AsyncEventSource:
         raise _closed_by_server()
 
     async def aclose(self) -> None:
+        # The task that reads a session is cancelled when its reader or writer stops,
+        # often while it is closing the stream: the close must still finish, or the
+        # connection stays checked out of the pool for good.
+        closing = asyncio.ensure_future(self._close_response())
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            await asyncio.wait({closing})
+            raise
+
+    async def _close_response(self) -> None:
         with contextlib.suppress(httpx.HTTPError, RuntimeError):
             await self._response.aclose()
 

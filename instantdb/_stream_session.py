@@ -21,11 +21,18 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
-from ._errors import InstantError
+from ._errors import InstantAPIError, InstantError
 from ._logging import LiveLog
 from ._protocol._call import Call, Request, Response
 from ._protocol.reconnect import ReconnectSchedule, TransientError, is_terminal
-from ._protocol.streams import SessionIds, push_request, session_ids, session_request
+from ._protocol.streams import (
+    APPEND_LIMIT,
+    SessionIds,
+    message_bytes,
+    push_request,
+    session_ids,
+    session_request,
+)
 from ._retry import RetrySafety
 from ._settings import Settings
 from ._sse_client import AsyncEventSource, SyncEventSource, describe
@@ -35,6 +42,8 @@ __all__ = ["SSE_INIT_TIMEOUT", "AsyncSession", "Handler", "SyncSession"]
 
 SSE_INIT_TIMEOUT = 10.0
 MAX_PUSH_FAILURES = 5
+PUSH_LIMIT = 4 * APPEND_LIMIT
+"""Bytes of text one push carries at most (messages queued beyond it go in the next)."""
 STOP_TIMEOUT = 5.0
 """Seconds `stop` waits for the background reader to end."""
 
@@ -99,8 +108,19 @@ class _SessionBase:
         self._outbox.extend((self._generation, message) for message in messages)
 
     def _take_batch(self) -> tuple[list[Message], SessionIds | None]:
-        batch = [message for generation, message in self._outbox if generation == self._generation]
-        self._outbox.clear()
+        """The next push: queued messages of the current session, up to `PUSH_LIMIT`
+        bytes of text (at least one message); the rest wait for the next push."""
+        current = [
+            message for generation, message in self._outbox if generation == self._generation
+        ]
+        batch: list[Message] = []
+        size = 0
+        for message in current:
+            size += message_bytes(message)
+            if batch and size > PUSH_LIMIT:
+                break
+            batch.append(message)
+        self._outbox = [(self._generation, message) for message in current[len(batch) :]]
         for message in batch:
             self._log.debug("[send] %s %s", message.get("client-event-id"), message)
         return batch, self._ids
@@ -118,6 +138,13 @@ class _SessionBase:
         self._ids = ids
         self._enqueue(self.handler.on_session_open())
 
+    def _hinted(self, retry_ms: int | None) -> None:
+        # The server's `retry:` hint (sent before sse-init) is a floor for reconnect
+        # waits, as for subscriptions: reconnecting at once would reach a restarting
+        # server while it is still shutting down.
+        if retry_ms is not None:
+            self._schedule.retry_hint = retry_ms / 1000
+
     def _lost(self) -> None:
         self._ids = None
         self._generation += 1
@@ -125,9 +152,9 @@ class _SessionBase:
 
     def _retry_delay(self, error: InstantError) -> float | None:
         """Seconds before reopening, or None when the handler has been failed."""
-        self._log.error("[error] %s", describe(error))
         if self._stopping or self.handler.finished:
-            return None
+            return None  # the session was closed on purpose: its end is no error
+        self._log.error("[error] %s", describe(error))
         if is_terminal(error):
             self.handler.fail(error)
             return None
@@ -139,7 +166,15 @@ class _SessionBase:
     def _push_failed(self, error: InstantError) -> None:
         self._push_failures += 1
         self._log.error("[error] push failed: %s", describe(error))
-        if self._push_failures >= MAX_PUSH_FAILURES:
+        if isinstance(error, InstantAPIError) and error.status == 413:
+            # Resending the same bytes can only be refused again.
+            self.handler.fail(
+                InstantError(
+                    f"the server refused a push to the stream session as too large (413: "
+                    f"{error}); it takes less than {PUSH_LIMIT} bytes of text per request"
+                )
+            )
+        elif self._push_failures >= MAX_PUSH_FAILURES:
             self.handler.fail(
                 InstantError(
                     f"{MAX_PUSH_FAILURES} pushes to the stream session failed in a row; "
@@ -202,6 +237,8 @@ class SyncSession(_SessionBase):
     def stop(self) -> None:
         """End the session and join the reader thread (bounded)."""
         with self._cond:
+            if self._started and not self._stopping:
+                self._log.info("[sse][close]")
             self._stopping = True
             source = self._source
             self._cond.notify_all()
@@ -262,6 +299,7 @@ class SyncSession(_SessionBase):
                         return None
                     if self._ids is None:
                         timer.cancel()
+                        self._hinted(source.retry_ms)
                         self._opened(message)
                     else:
                         self._enqueue(self.handler.on_message(message))
@@ -333,6 +371,8 @@ class AsyncSession(_SessionBase):
             raise self._crash
 
     async def stop(self) -> None:
+        if self._task is not None and not self._stopping:
+            self._log.info("[sse][close]")
         self._stopping = True
         self._notify()
         task = self._task
@@ -406,6 +446,7 @@ class AsyncSession(_SessionBase):
                         message = await asyncio.wait_for(anext(messages), SSE_INIT_TIMEOUT)
                     except asyncio.TimeoutError:
                         raise _init_error() from None
+                    self._hinted(source.retry_ms)
                     self._opened(message)
                 else:
                     message = await anext(messages)

@@ -238,7 +238,12 @@ class StreamWriter(_WriterBase):
         return self.wait_stream_id()
 
     def wait_stream_id(self, timeout: float | None = None) -> str:
-        """The stream's id, waiting up to ``timeout`` seconds (default: the writer's)."""
+        """The stream's id, waiting up to ``timeout`` seconds (default: the writer's).
+
+        Once known it stays readable after the writer closed (to store or share it).
+        """
+        if self._machine.stream_id is not None:
+            return self._machine.stream_id
         self._open()
         limit = self._timeout if timeout is None else timeout
         machine = self._machine
@@ -346,7 +351,12 @@ class AsyncStreamWriter(_WriterBase):
         return _StreamIdAwaitable(self)
 
     async def wait_stream_id(self, timeout: float | None = None) -> str:
-        """The stream's id, waiting up to ``timeout`` seconds (default: the writer's)."""
+        """The stream's id, waiting up to ``timeout`` seconds (default: the writer's).
+
+        Once known it stays readable after the writer closed (to store or share it).
+        """
+        if self._machine.stream_id is not None:
+            return self._machine.stream_id
         self._open()
         limit = self._timeout if timeout is None else timeout
         machine = self._machine
@@ -504,8 +514,8 @@ class StreamReader(_ReaderBase[ChunkT]):
             if segment is None:
                 if machine.error is not None:
                     raise machine.error
-                if machine.done:
-                    return
+                if machine.done or self._closed:
+                    return  # closed meanwhile (from another thread or task): end here
                 continue
             try:
                 yield from self._segment(segment)
@@ -627,8 +637,8 @@ class AsyncStreamReader(_ReaderBase[ChunkT]):
             if segment is None:
                 if machine.error is not None:
                     raise machine.error
-                if machine.done:
-                    return
+                if machine.done or self._closed:
+                    return  # closed meanwhile (from another thread or task): end here
                 continue
             try:
                 async for out in self._segment(segment):

@@ -23,6 +23,9 @@ Extensions beyond the first contract:
 - ``add_commit_listener(listener, wants_changes=...)``: while ``wants_changes()`` is
   true, each `Commit` carries per-entity `EntityChange` records (webhooks need them;
   reading them costs two record fetches per transaction, so only on request).
+  Those records are also written to the app's ``change_outbox`` in the transaction
+  itself, and stay there until the listener calls `AppEngine.release_changes` once it
+  has kept them: `AppEngine.unreleased_changes` hands them back after a crash.
 - `AppEngine.trusted_write` runs the server's own multi-step writes (auth, storage):
   reads and InstaML steps in one SQLite transaction, as admin, system columns allowed.
 - `AppEngine.blobs` holds the bytes of the app's ``$files`` (`blobs.BlobStore`, next to
@@ -188,6 +191,19 @@ class AppEngine:
                 return True
         return False
 
+    def unreleased_changes(self) -> list[tuple[int, list[dict[str, Any]]]]:
+        """``(tx_id, records)`` of committed changes not yet released, oldest first:
+        what a listener that wants changes missed (a crash between commit and
+        `release_changes`). Records are `EntityChange` fields as dicts."""
+        with self._store.read() as conn:
+            rows = conn.execute("SELECT tx, records FROM change_outbox ORDER BY tx").fetchall()
+        return [(int(tx), json.loads(records)) for tx, records in rows]
+
+    def release_changes(self, tx_id: int) -> None:
+        """The changes of ``tx_id`` are kept elsewhere now; forget them."""
+        with self._store.write() as conn:
+            conn.execute("DELETE FROM change_outbox WHERE tx = ?", (tx_id,))
+
     def _notify(self, commit: Commit) -> None:
         for listener in list(self._listeners):
             try:
@@ -271,6 +287,8 @@ class AppEngine:
             with self._store.write() as conn:
                 write = TrustedWrite(self, conn, capture=self._changes_wanted())
                 yield write
+                if write.tx is not None:
+                    _keep_changes(conn, write.tx, tuple(write.changes))
             self._catalog = write.catalog  # published only once committed
         if write.tx is not None:
             self._notify(Commit(write.tx, tuple(write.deleted_files), tuple(write.changes)))
@@ -465,6 +483,7 @@ class AppEngine:
                 tx, catalog, effects, changes = self._run(
                     conn, steps, actor, throw_on_missing_attrs, rules, system_writes, capture
                 )
+                _keep_changes(conn, tx, changes)
             self._catalog = catalog  # published only once committed
         self._notify(
             Commit(
@@ -562,6 +581,7 @@ class AppEngine:
                     )
                     if not (commit and all(c.ok for c in rules.checks)):
                         raise _Rollback
+                    _keep_changes(conn, tx, changes)
                     committed = True
             except _Rollback:
                 pass
@@ -865,6 +885,26 @@ def _apply_recording_changes(
     conn.execute("RELEASE instant_changes")
     after = _records(conn, catalog, keys)
     return effects, _entity_changes(catalog, _in_order(before, keys), _in_order(after, keys))
+
+
+def _keep_changes(conn: sqlite3.Connection, tx: int, changes: tuple[EntityChange, ...]) -> None:
+    """Write a transaction's changes to the outbox, inside the transaction itself."""
+    if not changes:
+        return
+    records = [
+        {
+            "namespace": change.namespace,
+            "id": change.id,
+            "action": change.action,
+            "before": change.before,
+            "after": change.after,
+        }
+        for change in changes
+    ]
+    conn.execute(
+        "INSERT OR REPLACE INTO change_outbox (tx, records) VALUES (?, ?)",
+        (tx, json.dumps(records, ensure_ascii=False)),
+    )
 
 
 def _entity_changes(

@@ -194,7 +194,7 @@ class LocalServer:
             # its whole timeout; ending them first lets clients see the drop at once.
             app = server.config.app
             if isinstance(app, Starlette):
-                close_connections(app)
+                close_connections(app, final=True)
             server.should_exit = True
             thread.join(_STOP_TIMEOUT_SECONDS)
             if thread.is_alive():

@@ -72,6 +72,14 @@ CREATE INDEX IF NOT EXISTS triples_by_date_order ON triples (attr, vdate, entity
     WHERE vdate IS NOT NULL;
 -- Replaced by triples_by_date_order, which serves every query it did.
 DROP INDEX IF EXISTS triples_by_date;
+
+-- The per-entity changes of committed transactions that a listener (webhooks) has not
+-- released yet, written in the transaction itself: a crash right after the commit
+-- cannot lose them (a transactional outbox).
+CREATE TABLE IF NOT EXISTS change_outbox (
+    tx      INTEGER PRIMARY KEY,
+    records TEXT NOT NULL
+);
 """
 
 # Bumped when a migration must run on an existing file: 1 added `order_gaps`.

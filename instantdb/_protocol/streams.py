@@ -47,6 +47,7 @@ from .live import error_from_message, sse_headers, versions
 from .reconnect import is_terminal
 
 __all__ = [
+    "APPEND_LIMIT",
     "MAX_RESTARTS",
     "MAX_RESUBSCRIBES",
     "ReaderMachine",
@@ -54,6 +55,7 @@ __all__ = [
     "SessionIds",
     "StreamCorruptedError",
     "WriterMachine",
+    "message_bytes",
     "push_request",
     "session_ids",
     "session_request",
@@ -61,8 +63,35 @@ __all__ = [
 
 MAX_RESTARTS = 5
 MAX_RESUBSCRIBES = 10
+APPEND_LIMIT = 1024 * 1024
+"""UTF-8 bytes one ``append-stream`` carries at most: a bigger write (or a bigger
+backlog resent after a resume) goes as several appends, so no push body outgrows what
+a server takes in one request (32 MiB on the local server)."""
 
 Message = dict[str, Any]
+
+
+def _pieces(data: bytes, limit: int) -> list[bytes]:
+    """``data`` (whole UTF-8 characters) cut into pieces of at most ``limit`` bytes,
+    never inside a character."""
+    pieces = []
+    start = 0
+    while len(data) - start > limit:
+        end = start + limit
+        while data[end] & 0xC0 == 0x80:  # a continuation byte: back to the character
+            end -= 1
+        pieces.append(data[start:end])
+        start = end
+    pieces.append(data[start:])
+    return pieces
+
+
+def message_bytes(message: Mapping[str, Any]) -> int:
+    """The UTF-8 size of the text a message carries (what makes pushes big)."""
+    chunks = message.get("chunks")
+    if not isinstance(chunks, list):
+        return 0
+    return sum(len(chunk.encode("utf-8")) for chunk in chunks if isinstance(chunk, str))
 
 
 class StreamCorruptedError(InstantError):
@@ -232,9 +261,7 @@ class WriterMachine:
         self.total_bytes += len(encoded)
         if not self._started:
             return []  # sent with everything else once the stream is (re)confirmed
-        message = self._append([text], self._sent_offset, done=False)
-        self._sent_offset += len(encoded)
-        return [message]
+        return self._appends(encoded, done=False)
 
     def finish(self, abort_reason: str | None = None) -> list[Message]:
         """Close the stream (``abort_reason``: mark it aborted). Idempotent."""
@@ -317,16 +344,14 @@ class WriterMachine:
         if not self._pending and not self.done_requested:
             return []
         try:
-            text = self._pending.decode("utf-8")
+            self._pending.decode("utf-8")
         except UnicodeDecodeError:
             self.error = StreamCorruptedError(
                 f"Write stream is corrupted: the server's offset {offset} splits a character"
             )
             return []
-        chunks = [text] if text else []
-        self._sent_offset = self.total_bytes
         self._done_sent = self.done_requested
-        return [self._append(chunks, offset, done=self.done_requested)]
+        return self._appends(bytes(self._pending), done=self.done_requested)
 
     def _on_flushed(self, message: Mapping[str, Any]) -> list[Message]:
         offset = message.get("offset")
@@ -405,6 +430,21 @@ class WriterMachine:
         if self._rule_params is not None:
             message["rule-params"] = self._rule_params
         return message
+
+    def _appends(self, data: bytes, *, done: bool) -> list[Message]:
+        """Appends of ``data`` from `_sent_offset`, each at most `APPEND_LIMIT` bytes;
+        the last one carries ``done``."""
+        messages = []
+        pieces = _pieces(data, APPEND_LIMIT) if data else []
+        for index, piece in enumerate(pieces):
+            last = index == len(pieces) - 1
+            messages.append(
+                self._append([piece.decode("utf-8")], self._sent_offset, done=done and last)
+            )
+            self._sent_offset += len(piece)
+        if not pieces and done:
+            messages.append(self._append([], self._sent_offset, done=True))
+        return messages
 
     def _append(self, chunks: list[str], offset: int, *, done: bool) -> Message:
         event = self._new_id()

@@ -10,6 +10,7 @@ from any thread, so a stopping server does not wait for clients to hang up.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 from starlette.applications import Starlette
 
@@ -56,13 +57,15 @@ def hub_of(app: Starlette) -> LiveHub:
     return hub
 
 
-def close_connections(app: Starlette) -> None:
+def close_connections(app: Starlette, *, final: bool = False) -> None:
     """End every open live connection of ``app`` (thread-safe; a no-op before first use).
 
     Clients see their stream end and reconnect; useful right before stopping a server.
+    ``final`` (the server is stopping) also answers new sessions 503 from then on, so a
+    client that reconnects at once cannot hold up the shutdown.
     """
     hub: LiveHub | None = getattr(app.state, _HUB, None)
     if hub is None:
         return
     with contextlib.suppress(RuntimeError):  # the loop already stopped: nothing is open
-        hub.loop.call_soon_threadsafe(hub.close)
+        hub.loop.call_soon_threadsafe(functools.partial(hub.close, final=final))

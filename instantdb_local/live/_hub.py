@@ -63,6 +63,8 @@ class LiveHub:
         self.queries = LiveQueries(instance, workers=self.settings.query_workers)
         self.streams = LiveStreams(instance, machine_id=self.machine_id)
         self.rooms = Rooms()
+        # Set by close(final=True): the server is stopping; no session may start now.
+        self.closed = False
         # Each session's queue runner; kept referenced so it is not garbage collected.
         self._inbox_tasks: dict[str, asyncio.Future[None]] = {}
         self._ops: dict[str, Op] = {
@@ -84,7 +86,16 @@ class LiveHub:
     def open_session(
         self, app_id: str, actor: Actor, *, inference: bool, base_url: str
     ) -> tuple[Session, EventStream]:
-        """A new session announced with ``sse-init``, and the response that streams it."""
+        """A new session announced with ``sse-init``, and the response that streams it.
+
+        Refused with a 503 once the hub closed for good: a client reconnecting at once
+        (on a connection still open) would otherwise get a session that holds the
+        stopping server until its graceful shutdown runs out.
+        """
+        if self.closed:
+            raise ServerError(
+                None, "The server is shutting down; reconnect to it later.", status=503
+            )
         session, token = self.sessions.open(
             app_id, actor, inference=inference, base_url=base_url.rstrip("/")
         )
@@ -124,8 +135,10 @@ class LiveHub:
         self.streams.drop_session(session)
         self.rooms.drop_session(session)
 
-    def close(self) -> None:
-        """End every open session's stream (clients see the connection end)."""
+    def close(self, *, final: bool = False) -> None:
+        """End every open session's stream (clients see the connection end); with
+        ``final``, also refuse the sessions clients open from then on."""
+        self.closed = self.closed or final
         for session in self.sessions.all():
             self.close_session(session)
         self.queries.close()

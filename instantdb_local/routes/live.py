@@ -50,17 +50,17 @@ async def subscribe_query(request: Request) -> Response:
     try:
         call = await _call(request)
         app_id, actor, query = await run_in_threadpool(_subscriber, call)
+        hub = hub_of(request.app)
+        session, response = hub.open_session(
+            app_id,
+            actor,
+            inference=truthy(call.body_map.get("inference?")),
+            base_url=str(request.base_url),
+        )
     except ServerError as error:
         return error_response(error)
     except Exception as exc:
         return unexpected_error_response(request, exc)
-    hub = hub_of(request.app)
-    session, response = hub.open_session(
-        app_id,
-        actor,
-        inference=truthy(call.body_map.get("inference?")),
-        base_url=str(request.base_url),
-    )
     hub.subscribe_query(session, query)
     return response
 
@@ -69,16 +69,16 @@ async def sse(request: Request) -> Response:
     try:
         call = await _call(request)
         app_id, actor = await run_in_threadpool(call.actor)
+        _, response = hub_of(request.app).open_session(
+            app_id,
+            actor,
+            inference=truthy(call.body_map.get("inference?")),
+            base_url=str(request.base_url),
+        )
     except ServerError as error:
         return error_response(error)
     except Exception as exc:
         return unexpected_error_response(request, exc)
-    _, response = hub_of(request.app).open_session(
-        app_id,
-        actor,
-        inference=truthy(call.body_map.get("inference?")),
-        base_url=str(request.base_url),
-    )
     return response
 
 

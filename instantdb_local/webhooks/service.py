@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from instantdb_local import errors
-from instantdb_local.engine import AppEngine, Commit
+from instantdb_local.engine import AppEngine, Commit, EntityChange
 from instantdb_local.errors import ServerError
 from instantdb_local.instance import Instance
 
@@ -128,6 +128,13 @@ class WebhookService:
 
     def start(self) -> None:
         self.instance.on_engine_open(self._watch)
+        # Opening the engines of apps with webhooks drains what a crash left in their
+        # outboxes now, not at the app's next request.
+        for app_id in list(self._active):
+            try:
+                self.instance.engine(app_id)
+            except Exception:  # an app removed meanwhile has nothing left to deliver
+                logger.warning("Could not open app %s to resume its webhook events", app_id)
         self._worker.start()
 
     def stop(self) -> None:
@@ -148,32 +155,32 @@ class WebhookService:
         app_id = engine.app_id
 
         def on_commit(commit: Commit) -> None:
-            self._record(app_id, commit)
+            if commit.changes:
+                self._record(engine, commit.tx_id, [_change_record(c) for c in commit.changes])
 
         add(on_commit, wants_changes=lambda: app_id in self._active)
+        # Changes committed before a crash that no event was made of yet: the engine
+        # kept them in the transaction itself (its outbox).
+        for tx_id, changes in engine.unreleased_changes():
+            self._record(engine, tx_id, changes)
 
-    def _record(self, app_id: str, commit: Commit) -> None:
-        if not commit.changes or self._stopped:
+    def _record(self, engine: AppEngine, tx_id: int, changes: list[dict[str, Any]]) -> None:
+        """Events for the webhooks a transaction matches; then the engine may forget its
+        changes. A failure (or a crash) before that leaves them in the engine's outbox,
+        to be recorded when the engine is next opened."""
+        if self._stopped:
             return
-        changes = [
-            {
-                "namespace": change.namespace,
-                "id": change.id,
-                "action": change.action,
-                "before": change.before,
-                "after": change.after,
-            }
-            for change in commit.changes
-        ]
+        app_id = engine.app_id
         hooks = [
             hook.id
             for hook in self._active.get(app_id, ())
             if records.matches(changes, hook.namespaces, hook.actions)
         ]
-        if not hooks:
-            return
-        self.store.record_transaction(app_id, commit.tx_id, changes, hooks, time.time_ns())
-        self._worker.wake()
+        if hooks:
+            # The same tx twice (a retry of the drain) makes no second event.
+            self.store.record_transaction(app_id, tx_id, changes, hooks, time.time_ns())
+            self._worker.wake()
+        engine.release_changes(tx_id)
 
     def _refresh_active(self) -> None:
         active: dict[str, list[Webhook]] = {}
@@ -452,6 +459,16 @@ class WebhookService:
         else:
             retry_at = now + int(self.settings.backoff(earlier) * 1e9)
             self.store.finish_attempt(event, attempt, "error", retry_at, now)
+
+
+def _change_record(change: EntityChange) -> dict[str, Any]:
+    return {
+        "namespace": change.namespace,
+        "id": change.id,
+        "action": change.action,
+        "before": change.before,
+        "after": change.after,
+    }
 
 
 def _canonical_id(value: str) -> str:

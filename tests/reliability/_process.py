@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
@@ -28,8 +29,19 @@ START_TIMEOUT = 30.0
 class ServerProcess:
     """One ``instantdb-local serve`` on 127.0.0.1, restartable on the same port."""
 
-    def __init__(self, data_dir: Path, *, log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        log_path: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        entry: str = "instantdb_local",
+    ) -> None:
+        """``env`` is added to the child's environment; ``entry`` is the module run with
+        ``python -m`` (`tests.reliability._crash_serve` wraps the CLI with crash points)."""
         self.data_dir = data_dir
+        self.env = dict(env or {})
+        self.entry = entry
         self.log_path = log_path or data_dir.with_name(data_dir.name + ".log")
         self.port = 0  # 0 until the first start picks one
         self.credentials: AppCredentials | None = None
@@ -43,7 +55,7 @@ class ServerProcess:
             [
                 sys.executable,
                 "-m",
-                "instantdb_local",
+                self.entry,
                 "serve",
                 "--host",
                 "127.0.0.1",
@@ -60,6 +72,7 @@ class ServerProcess:
             stderr=self._log,
             stdin=subprocess.DEVNULL,
             text=True,
+            env={**os.environ, **self.env},
         )
         try:
             exports = _exports(_first_lines(self._process, 3))

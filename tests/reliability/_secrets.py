@@ -14,29 +14,41 @@ Where it looks:
 A secret is looked for as given, upper-cased, without dashes, and by its last 12
 characters, so a token that was reformatted or cut is still found.
 
-Phase 2 extends it by adding `Operation`s (subscriptions, streams, webhooks, the notebook
-layer) to `SDK_OPERATIONS`; `public_sdk_methods` makes the coverage test fail until
-every public method of both clients has one.
+Every public method of both clients (and of the namespaces they hand out, down to
+``db.webhooks.manager``) has an `Operation` in `SDK_OPERATIONS`; `public_sdk_methods`
+makes the coverage test fail when a new one has none. The live operations (subscriptions,
+streams) are bounded by `LIVE_DEADLINE`, so each ends in about a second even against a
+server that never answers the way the SDK hopes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import io
+import json
 import logging
 import pickle
+import threading
+import time
 import traceback
+import uuid
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import instantdb
+from instantdb._protocol.webhooks import JWKS_CACHE
+from instantdb_local.webhooks.signing import SigningKey
 
 __all__ = [
+    "LIVE_DEADLINE",
     "SDK_OPERATIONS",
+    "STREAM_CLIENT_ID",
     "Capture",
+    "DeadlineReached",
     "Operation",
     "SecretScanner",
     "capture_everything",
@@ -178,6 +190,187 @@ def _user(db: Any, world: Mapping[str, str]) -> Any:
     return db.as_user(token=world["refresh_token"])
 
 
+# -- the live features: every operation ends within about this many seconds ---------------
+
+LIVE_DEADLINE = 0.4
+# The stream `local_world` writes before the operations run, for `streams.read` to find.
+STREAM_CLIENT_ID = "secrets-stream"
+
+
+class DeadlineReached(Exception):
+    """A live operation saw nothing to report before `LIVE_DEADLINE` (a server that only
+    ever fails transiently): an outcome of its own, neither a result nor an error."""
+
+
+def _is_async(db: Any) -> bool:
+    return isinstance(db, instantdb.AsyncInstant)
+
+
+def _first_payload(db: Any, world: Mapping[str, str]) -> Any:
+    """Subscribe as the user, take the first payload, close. An ``error`` payload is
+    raised, so its exception is scanned like any other error."""
+    subscription = _user(db, world).subscribe_query({"goals": {}}, rule_params={"k": 1})
+    if _is_async(db):
+        return _first_payload_async(subscription)
+    payloads: list[Any] = []
+    # close() from another thread wakes a blocked read: the deadline for a server that
+    # keeps failing transiently (the subscription would reconnect for ever).
+    timer = threading.Timer(LIVE_DEADLINE, subscription.close)
+    timer.start()
+    try:
+        for payload in subscription:
+            payloads.append(payload)
+            break
+    finally:
+        timer.cancel()
+        subscription.close()
+    return _payload_result(subscription, payloads)
+
+
+async def _first_payload_async(subscription: Any) -> Any:
+    payloads: list[Any] = []
+
+    async def first() -> None:
+        async for payload in subscription:
+            payloads.append(payload)
+            return
+
+    try:
+        await asyncio.wait_for(first(), LIVE_DEADLINE)
+    except asyncio.TimeoutError:
+        pass
+    finally:
+        await subscription.aclose()
+    return _payload_result(subscription, payloads)
+
+
+def _payload_result(subscription: Any, payloads: list[Any]) -> Any:
+    if not payloads:
+        raise DeadlineReached
+    if payloads[0]["type"] == "error":
+        raise payloads[0]["error"]
+    return {"subscription": subscription, "payloads": payloads}
+
+
+def _write_stream(db: Any, world: Mapping[str, str]) -> Any:
+    """A whole stream (multi-byte text included) written as the user, with short waits."""
+    client_id = f"secrets-{uuid.uuid4()}"
+    writer = _user(db, world).streams.write(client_id=client_id, timeout=LIVE_DEADLINE)
+    if _is_async(db):
+        return _write_stream_async(writer)
+    with writer:
+        stream_id = writer.stream_id
+        writer.write("hello, \u00e9t\u00e9 \u2713")
+        writer.write(b" world")
+    return {"writer": writer, "stream_id": stream_id}
+
+
+async def _write_stream_async(writer: Any) -> Any:
+    async with writer:
+        stream_id = await writer.stream_id
+        await writer.write("hello, \u00e9t\u00e9 \u2713")
+        await writer.write(b" world")
+    return {"writer": writer, "stream_id": stream_id}
+
+
+def _read_stream(db: Any, world: Mapping[str, str]) -> Any:
+    """The stream `local_world` wrote, read to its end (or to the deadline)."""
+    reader = _user(db, world).streams.read(client_id=STREAM_CLIENT_ID)
+    if _is_async(db):
+        return _read_stream_async(reader)
+    chunks: list[str] = []
+    timer = threading.Timer(LIVE_DEADLINE, reader.close)
+    timer.start()
+    try:
+        with reader:
+            chunks.extend(reader)
+    finally:
+        timer.cancel()
+    if timer.finished.is_set() and not reader.done:
+        raise DeadlineReached
+    return {"reader": reader, "text": "".join(chunks)}
+
+
+async def _read_stream_async(reader: Any) -> Any:
+    chunks: list[str] = []
+
+    async def read_all() -> None:
+        async with reader:
+            async for chunk in reader:
+                chunks.append(chunk)
+
+    try:
+        await asyncio.wait_for(read_all(), LIVE_DEADLINE)
+    except asyncio.TimeoutError:
+        raise DeadlineReached from None
+    return {"reader": reader, "text": "".join(chunks)}
+
+
+# -- webhooks ---------------------------------------------------------------------------------
+
+# A key no server knows: its deliveries make the SDK fetch the JWKS, then refuse them.
+_FORGER = SigningKey.generate()
+
+
+def _delivery(world: Mapping[str, str]) -> tuple[str, str]:
+    """A real delivery (header, body) when the world has one, else a forged one."""
+    if "webhook_header" in world:
+        return world["webhook_header"], world["webhook_body"]
+    body = (
+        f'{{"payloadUrl":"{world["api_uri"]}/webhooks/payload/{world.get("app_id", "x")}/'
+        f'{uuid.uuid4()}/0/0/1","token":"t.{world["refresh_token"]}.s"}}'
+    )
+    return _FORGER.signature_header(int(time.time()), body.encode()), body
+
+
+def _validate(db: Any, world: Mapping[str, str]) -> Any:
+    # Forget fetched keys, so that every run fetches the JWKS (a request to scan).
+    JWKS_CACHE.clear()
+    header, body = _delivery(world)
+    return db.webhooks.validate(signature_header=header, body=body)
+
+
+def _fetch_payloads(db: Any, world: Mapping[str, str]) -> Any:
+    _, body = _delivery(world)
+    return db.webhooks.fetch_payloads(json.loads(body))
+
+
+def _process_payload(db: Any, world: Mapping[str, str]) -> Any:
+    seen: list[Any] = []
+
+    def handle(record: Any) -> None:
+        seen.append(record["id"])
+        print("handled", record["namespace"], record["action"])
+
+    payload = {
+        "data": [
+            {
+                "namespace": "goals",
+                "id": str(uuid.uuid4()),
+                "action": "create",
+                "before": None,
+                "after": {"title": "t"},
+                "idempotencyKey": "k1",
+            },
+        ],
+        "idempotencyKey": "k",
+    }
+    result = db.webhooks.process_payload({"goals": {"create": handle}}, payload)
+    if inspect.isawaitable(result):
+        return _awaited_then(result, seen)
+    return seen
+
+
+async def _awaited_then(result: Any, value: Any) -> Any:
+    await result
+    return value
+
+
+# A sink no one listens on: the local server's deliveries fail on loopback and go no
+# further.
+_SINK = "http://127.0.0.1:9/secrets"
+
+
 SDK_OPERATIONS: list[Operation] = [
     Operation("query", lambda db, w: db.query({"goals": {}}, rule_params={"k": 1})),
     Operation(
@@ -205,37 +398,86 @@ SDK_OPERATIONS: list[Operation] = [
         returns=frozenset({"refresh token"}),
     ),
     Operation("auth.get_user", lambda db, w: db.auth.get_user(refresh_token=w["refresh_token"])),
-    Operation(
-        "auth.delete_user", lambda db, w: db.auth.delete_user(refresh_token=w["refresh_token"])
-    ),
-    Operation("auth.sign_out", lambda db, w: db.auth.sign_out(refresh_token=w["refresh_token"])),
     Operation("storage.upload_file", lambda db, w: db.storage.upload_file("a/b.txt", b"hello")),
     Operation(
         "storage.download", lambda db, w: db.storage.download(w["api_uri"] + "/files/x?sig=1")
     ),
     Operation("rooms.get_presence", lambda db, w: db.rooms.get_presence("chat", "room-1")),
+    Operation("subscribe_query", _first_payload),
+    Operation("streams.write", _write_stream),
+    Operation("streams.read", _read_stream),
+    Operation("webhooks.validate", _validate),
+    Operation("webhooks.fetch_payloads", _fetch_payloads),
+    Operation("webhooks.process_payload", _process_payload),
+    Operation(
+        "webhooks.manager.create",
+        lambda db, w: db.webhooks.manager.create(
+            url=_SINK, namespaces=["goals"], actions=["create", "update"]
+        ),
+    ),
+    Operation("webhooks.manager.list", lambda db, w: db.webhooks.manager.list()),
+    Operation(
+        "webhooks.manager.update",
+        lambda db, w: db.webhooks.manager.update(_hook(w), actions=["delete"]),
+    ),
+    Operation("webhooks.manager.disable", lambda db, w: db.webhooks.manager.disable(_hook(w))),
+    Operation("webhooks.manager.enable", lambda db, w: db.webhooks.manager.enable(_hook(w))),
+    Operation(
+        "webhooks.manager.list_events", lambda db, w: db.webhooks.manager.list_events(_hook(w))
+    ),
+    Operation(
+        "webhooks.manager.get_event",
+        lambda db, w: db.webhooks.manager.get_event(_hook(w), isn=_isn(w)),
+    ),
+    Operation(
+        "webhooks.manager.get_payload",
+        lambda db, w: db.webhooks.manager.get_payload(_hook(w), isn=_isn(w)),
+    ),
+    Operation(
+        "webhooks.manager.resend_event",
+        lambda db, w: db.webhooks.manager.resend_event(_hook(w), isn=_isn(w)),
+    ),
+    Operation("webhooks.manager.delete", lambda db, w: db.webhooks.manager.delete(_hook(w))),
+    # Last: these end the user's session, which the operations above act as.
+    Operation(
+        "auth.delete_user", lambda db, w: db.auth.delete_user(refresh_token=w["refresh_token"])
+    ),
+    Operation("auth.sign_out", lambda db, w: db.auth.sign_out(refresh_token=w["refresh_token"])),
 ]
+
+
+def _hook(world: Mapping[str, str]) -> str:
+    """The webhook `local_world` made, or any id (the server then says it is unknown)."""
+    return world.get("webhook_id", "00000000-0000-4000-8000-00000000e000")
+
+
+def _isn(world: Mapping[str, str]) -> str:
+    return world.get("webhook_isn", "0/0/1")
+
 
 # Entry and exit are covered by the harness itself (it closes every client it makes).
 _LIFECYCLE = {"close", "aclose"}
 
 
 def public_sdk_methods() -> set[str]:
-    """Every public method of both clients and of the objects their properties return
-    (``db.auth``, ``db.storage``, ...), e.g. ``"query"``, ``"auth.verify_token"``."""
+    """Every public method of both clients and of the objects their properties return,
+    at any depth (``db.auth``, ``db.webhooks.manager``, ...), e.g. ``"query"``,
+    ``"auth.verify_token"``, ``"webhooks.manager.create"``."""
     found: set[str] = set()
     for client in (instantdb.Instant, instantdb.AsyncInstant):
-        for name, member in inspect.getmembers(client):
-            if name.startswith("_") or name in _LIFECYCLE:
-                continue
-            if not isinstance(member, property):
-                found.add(name)
-                continue
+        found |= _public_methods(client, "")
+    return found
+
+
+def _public_methods(owner: type, prefix: str) -> set[str]:
+    found: set[str] = set()
+    for name, member in inspect.getmembers(owner):
+        if name.startswith("_") or name in _LIFECYCLE:
+            continue
+        if isinstance(member, property):
             returned = inspect.get_annotations(member.fget, eval_str=True).get("return")
             if isinstance(returned, type) and returned.__module__.startswith("instantdb"):
-                found |= {
-                    f"{name}.{method}"
-                    for method, _ in inspect.getmembers(returned, inspect.isfunction)
-                    if not method.startswith("_")
-                }
+                found |= _public_methods(returned, f"{prefix}{name}.")
+        elif callable(member):
+            found.add(f"{prefix}{name}")
     return found

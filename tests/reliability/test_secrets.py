@@ -19,12 +19,15 @@ from typing import Any
 import httpx
 import pytest
 
+import instantdb
 from instantdb import AsyncInstant, Instant, InstantError, RetryPolicy
 from instantdb_local import LocalServer
-from instantdb_local.instance import AppCredentials
+from tests.local.webhooks.receiver import Receiver
 from tests.reliability._faults import CutResponse, Delay, FaultProxy, ResetAfterForward
 from tests.reliability._secrets import (
     SDK_OPERATIONS,
+    STREAM_CLIENT_ID,
+    DeadlineReached,
     Operation,
     SecretScanner,
     capture_everything,
@@ -58,10 +61,12 @@ class Session:
 
     def client(self, **kwargs: Any) -> Any:
         cls = AsyncInstant if self.kind == "async" else Instant
-        db = cls(app_id=self.world.get("app_id", APP_ID), **kwargs)
+        # verbose: the live features log every message they send and receive.
+        db = cls(app_id=self.world.get("app_id", APP_ID), verbose=True, **kwargs)
         self.scanner.object("the client", db)
-        for feature in ("auth", "storage", "rooms", "tx"):
+        for feature in ("auth", "storage", "rooms", "tx", "streams", "webhooks"):
             self.scanner.object(f"db.{feature}", getattr(db, feature))
+        self.scanner.object("db.webhooks.manager", db.webhooks.manager)
         scoped = db.as_user(token=self.world["refresh_token"])
         self.scanner.object("db.as_user(token=...)", scoped)
         self.scanner.object("db.as_user(email=...)", db.as_user(email="a@b.co"))
@@ -80,6 +85,8 @@ class Session:
         except InstantError as error:
             self.outcomes.append(f"{operation.name}: {type(error).__name__}")
             self.scanner.error(f"{operation.name} error", error)
+        except DeadlineReached:
+            self.outcomes.append(f"{operation.name}: deadline")
         else:
             self.outcomes.append(f"{operation.name}: ok")
             self.scanner.object(f"{operation.name} result", result, allowed=operation.returns)
@@ -98,15 +105,37 @@ def _scanner(admin_token: str, refresh_token: str) -> SecretScanner:
 # -- the local server ---------------------------------------------------------------------
 
 
+# Users may read and write streams, so the live operations succeed as the user too.
+OPEN_STREAMS = {"$streams": {"allow": {"$default": "true"}}}
+
+
 @pytest.fixture
-def local_world(server: LocalServer, app: AppCredentials) -> dict[str, str]:
-    with Instant(app_id=app.app_id, admin_token=app.admin_token, api_uri=app.api_uri) as db:
+def local_world(server: LocalServer) -> dict[str, str]:
+    """An app with a user, a finished stream, and a webhook with one real delivery, so
+    that every operation has a path that succeeds."""
+    app = server.create_app(title="secrets", rules=OPEN_STREAMS)
+    with (
+        Instant(app_id=app.app_id, admin_token=app.admin_token, api_uri=app.api_uri) as db,
+        Receiver() as receiver,
+    ):
         refresh = db.auth.create_token(email="someone@b.co")
+        with db.streams.write(client_id=STREAM_CLIENT_ID, timeout=10) as writer:
+            writer.write("a finished stream \u2713")
+        db.transact(db.tx.goals[instantdb.id()].update({"title": "first"}))
+        hook = db.webhooks.manager.create(
+            url=receiver.url, namespaces=["goals"], actions=["create"]
+        )
+        tx_id = db.transact(db.tx.goals[instantdb.id()].update({"title": "second"}))["tx-id"]
+        (delivery,) = receiver.wait_for(1)
     return {
         "app_id": app.app_id,
         "admin_token": app.admin_token,
         "refresh_token": refresh,
         "api_uri": app.api_uri,
+        "webhook_id": hook["id"],
+        "webhook_isn": f"0/0/{tx_id:X}",
+        "webhook_header": delivery.headers["instant-signature"],
+        "webhook_body": delivery.body.decode(),
     }
 
 
@@ -209,9 +238,10 @@ def test_against_a_server_that_echoes_the_tokens(kind: str) -> None:
             session.close(db)
         scanner.capture(f"hostile server, round {start}", captured)
     assert scanner.leaks == []
-    # Only downloads (which ignore the API's answers) may come through.
+    # Only downloads (which ignore the API's answers) and dispatching a payload (no I/O)
+    # may come through.
     succeeded = {o.split(":")[0] for o in session.outcomes if o.endswith(": ok")}
-    assert succeeded <= {"storage.download"}
+    assert succeeded <= {"storage.download", "webhooks.process_payload"}
 
 
 # -- faults on the wire ---------------------------------------------------------------------

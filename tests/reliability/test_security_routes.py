@@ -10,6 +10,7 @@ credentials, and serve nothing.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -27,10 +28,25 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("POST", "/dash/apps/ephemeral"): "making a throwaway app needs no credentials (real server)",
     ("GET", "/dash/apps/ephemeral/{app_id}"): "answers the app without its admin token",
     ("POST", "/runtime/auth/verify_refresh_token"): "the refresh token is the credential",
+    ("GET", "/.well-known/webhooks/jwks.json"): "public keys, for receivers to check signatures",
+    ("GET", "/storage/files/{app_id}/{location_id}"): (
+        "a file's URL is its credential: the location id is random (122 bits), handed only "
+        "to those who may see the $files row, and never derived from its path"
+    ),
+    ("GET", "/local/stream-files/{app_id}/{key}/{stream_id}/{index}"): (
+        "a stream part's URL is its credential: the key is random, handed only to readers "
+        "the $streams rules let in"
+    ),
+}
+# Routes whose credential is not the admin token: checked on their own below.
+OWN_CREDENTIAL: dict[tuple[str, str], str] = {
+    ("GET", "/webhooks/payload/{app_id}/{webhook_id}/{isn:path}"): (
+        "the delivery's signed payload token, bound to the app, webhook and event"
+    ),
 }
 
 ROUTES = route_cases()
-PROTECTED = [case for case in ROUTES if (case.method, case.template) not in PUBLIC]
+PROTECTED = [case for case in ROUTES if (case.method, case.template) not in PUBLIC | OWN_CREDENTIAL]
 CREDENTIAL_ERRORS = {"param-missing", "param-malformed", "record-not-found"}
 FOREIGN_TOKEN = "f0e1d2c3-0000-4000-8000-00000000beef"  # valid form, belongs to no app
 
@@ -38,7 +54,7 @@ FOREIGN_TOKEN = "f0e1d2c3-0000-4000-8000-00000000beef"  # valid form, belongs to
 def test_the_public_routes_exist() -> None:
     # A stale entry would hide nothing, but would no longer say anything true.
     registered = {(case.method, case.template) for case in ROUTES}
-    assert set(PUBLIC) <= registered
+    assert set(PUBLIC) | set(OWN_CREDENTIAL) <= registered
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +81,17 @@ def _bad_credentials(mine: AppCredentials, theirs: AppCredentials) -> dict[str, 
 BAD = list(_bad_credentials(AppCredentials("", "", ""), AppCredentials("", "", "")))
 
 
+def _cases_with_credentials() -> list[tuple[RouteCase, str]]:
+    """Every protected route with every kind of bad credentials; a route that names its
+    app in the path needs no app-id header, so leaving that out is no bad credential."""
+    return [
+        (case, credentials)
+        for case in PROTECTED
+        for credentials in BAD
+        if not (credentials == "no-app-id" and "{app_id}" in case.template)
+    ]
+
+
 def _body_for(case: RouteCase) -> bytes | None:
     if case.method == "GET":
         return None
@@ -79,19 +106,32 @@ def _body_for(case: RouteCase) -> bytes | None:
     return json.dumps(plausible.get(case.template, {})).encode()
 
 
-def _send(case: RouteCase, creds: AppCredentials, headers: dict[str, str]) -> httpx.Response:
-    return httpx.request(
+@dataclass(frozen=True)
+class Answer:
+    status_code: int
+    text: str
+
+    def json(self) -> Any:
+        return json.loads(self.text) if self.text else {}
+
+
+def _send(case: RouteCase, creds: AppCredentials, headers: dict[str, str]) -> Answer:
+    # Streamed: an accepted event stream (sse, subscribe-query) never ends by itself, so
+    # only its head is read.
+    with httpx.stream(
         case.method,
         creds.api_uri + case.path(creds.app_id),
         content=_body_for(case),
         params={"email": "a@b.co"} if case.template == "/admin/users" else None,
         headers={"content-type": "application/json", **headers},
         timeout=30,
-    )
+    ) as response:
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            return Answer(response.status_code, "")
+        return Answer(response.status_code, response.read().decode())
 
 
-@pytest.mark.parametrize("credentials", BAD)
-@pytest.mark.parametrize("case", PROTECTED, ids=str)
+@pytest.mark.parametrize(("case", "credentials"), _cases_with_credentials(), ids=str)
 def test_protected_routes_refuse_bad_credentials(
     case: RouteCase,
     credentials: str,
