@@ -42,6 +42,7 @@ _ALLOWED_OPTIONS = frozenset(
 _TOP_LEVEL_ONLY = ("offset", "before", "after")
 _PAGINATION = ("limit", "first", "last", "offset", "before", "after")
 RULE_PARAMS_KEY = "$$ruleParams"
+_RANGE_OPERATORS = ("$gt", "$gte", "$lt", "$lte")
 _EMPTY_PAGE_INFO: dict[str, Any] = {
     "start-cursor": None,
     "end-cursor": None,
@@ -345,10 +346,10 @@ class QueryRun:
 
     def _walk_bounds(
         self, node: Node, order_attr: Attr | None, id_attr: Attr
-    ) -> tuple[Bound | None, Bound | None]:
+    ) -> tuple[list[Bound], list[Bound]]:
         """The cursors as the walked range's ends (ascending key space); checks them."""
-        lower: Bound | None = None
-        upper: Bound | None = None
+        lower: list[Bound] = []
+        upper: list[Bound] = []
         expected = (order_attr or id_attr).id
         for key, cursor, inclusive in (
             ("after", node.after, node.after_inclusive),
@@ -364,11 +365,40 @@ class QueryRun:
                 )
             value, eid = self._cursor_key(order_attr, cursor)
             group = 0 if order_attr is not None and value is None else 1
-            bound = Bound((group, value, eid), inclusive)
+            bound = Bound(group, value, eid, inclusive)
             if (key == "after") != node.order_desc:
-                lower = bound
+                lower.append(bound)
             else:
-                upper = bound
+                upper.append(bound)
+        return lower, upper
+
+    @staticmethod
+    def _where_bounds(node: Node, order_attr: Attr | None) -> tuple[list[Bound], list[Bound]]:
+        """Comparisons the ``where`` makes on the order attribute itself, as walk bounds.
+
+        Only a necessary condition (the walk still tests the whole ``where``), so a
+        filter like ``{"n": {"$gte": 100}}`` ordered by ``n`` starts at 100 instead of
+        testing every smaller value and every null first. Call after `compile_where`,
+        which has validated the values.
+        """
+        lower: list[Bound] = []
+        upper: list[Bound] = []
+        if order_attr is None or not isinstance(node.where, Mapping):
+            return lower, upper
+        condition = node.where.get(order_attr.label)
+        if not isinstance(condition, Mapping):
+            return lower, upper
+        for op, arg in condition.items():
+            if op not in _RANGE_OPERATORS:
+                continue
+            if order_attr.checked_type == "date":
+                key = values.parse_date_ms(arg, allow_words=True)
+            else:
+                key = values.key_of(arg)[1]
+            inclusive = op.endswith("e")
+            (lower if op.startswith("$g") else upper).append(Bound(1, key, None, inclusive))
+            # No null or missing value satisfies a comparison.
+            lower.append(Bound(1, whole_group=True))
         return lower, upper
 
     def _walk_plan(
@@ -377,7 +407,7 @@ class QueryRun:
         order_attr: Attr | None,
         id_attr: Attr,
         compiled: Compiled | None,
-        bounds: tuple[Bound | None, Bound | None],
+        bounds: tuple[list[Bound], list[Bound]],
     ) -> tuple[list[Row], dict[str, Any] | None] | None:
         """Rows and page info from an ordered index walk, or None to sort instead.
 
@@ -390,6 +420,7 @@ class QueryRun:
         need = None if take is None else node.offset + take
         predicate: Predicate | None = None
         budget: int | None = None
+        necessary: tuple[list[Bound], list[Bound]] = ([], [])
         if compiled is not None:
             policy = self.walk_policy
             if need is None or self._matches_at_most(compiled, policy.small_match_set):
@@ -397,8 +428,9 @@ class QueryRun:
             sql, params = compiled.predicate("e.id")
             predicate = Predicate(sql, tuple(params))
             budget = policy.budget(need)
+            necessary = self._where_bounds(node, order_attr)
         walk = OrderWalk(self.conn, node.etype, order_attr)
-        lower, upper = bounds
+        lower, upper = bounds[0] + necessary[0], bounds[1] + necessary[1]
         descending = node.order_desc != (node.last is not None)
         found, finished = walk.walk(
             descending=descending,
@@ -415,7 +447,9 @@ class QueryRun:
             rows.reverse()
         if not node.paginated:
             return rows, None
-        info = self._walk_page_info(node, order_attr, id_attr, rows, walk, predicate, budget)
+        info = self._walk_page_info(
+            node, order_attr, id_attr, rows, walk, predicate, budget, necessary
+        )
         return None if info is None else (rows, info)
 
     def _matches_at_most(self, compiled: Compiled, limit: int) -> bool:
@@ -434,17 +468,18 @@ class QueryRun:
         walk: OrderWalk,
         predicate: Predicate | None,
         budget: int | None,
+        necessary: tuple[list[Bound], list[Bound]],
     ) -> dict[str, Any] | None:
         if not rows:
             return dict(_EMPTY_PAGE_INFO)
 
         def beyond(row: Row, greater: bool) -> bool | None:
             # Any match strictly past the row, whatever the cursors and offset.
-            edge = Bound(row_key(row, order_attr is not None), inclusive=False)
+            edge = Bound.at(row_key(row, order_attr is not None), inclusive=False)
             found, finished = walk.walk(
                 descending=not greater,
-                lower=edge if greater else None,
-                upper=None if greater else edge,
+                lower=[edge, *necessary[0]] if greater else necessary[0],
+                upper=necessary[1] if greater else [edge, *necessary[1]],
                 predicate=predicate,
                 need=1,
                 budget=budget,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import heapq
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,10 +38,22 @@ Row = tuple[str, int, Any]
 
 @dataclass(frozen=True)
 class Bound:
-    """One end of the walked range, in ascending key space."""
+    """One end of the walked range, in ascending key space.
 
-    key: Key
-    inclusive: bool
+    A cursor bounds ``(group, value, eid)``; a ``where`` comparison on the order
+    attribute bounds the value alone (``eid`` None); ``whole_group`` keeps or drops
+    whole groups only (a comparison never matches the null group).
+    """
+
+    group: int
+    value: Any = None
+    eid: str | None = None
+    inclusive: bool = False
+    whole_group: bool = False
+
+    @classmethod
+    def at(cls, key: Key, *, inclusive: bool) -> Bound:
+        return cls(key[0], key[1], key[2], inclusive)
 
 
 @dataclass(frozen=True)
@@ -71,15 +83,23 @@ class _Source:
 
 def _bound_sql(source: _Source, bound: Bound, lower: bool) -> tuple[str, list[Any]] | None:
     """The bound as a condition on ``source``; None when no row of it can pass."""
-    group, value, eid = bound.key
-    if source.group != group:
+    if source.group != bound.group:
         # Whole groups sit on one side of the bound.
-        passes = source.group > group if lower else source.group < group
+        passes = source.group > bound.group if lower else source.group < bound.group
         return ("", []) if passes else None
+    if bound.whole_group:
+        return "", []
     op = (">" if lower else "<") + ("=" if bound.inclusive else "")
     if source.value_column is None:
-        return f" AND {source.id_column} {op} ?", [eid]
-    return f" AND ({source.value_column}, {source.id_column}) {op} (?, ?)", [value, eid]
+        return (
+            (f" AND {source.id_column} {op} ?", [bound.eid]) if bound.eid is not None else ("", [])
+        )
+    if bound.eid is None:
+        return f" AND {source.value_column} {op} ?", [bound.value]
+    return (
+        f" AND ({source.value_column}, {source.id_column}) {op} (?, ?)",
+        [bound.value, bound.eid],
+    )
 
 
 class OrderWalk:
@@ -140,17 +160,16 @@ class OrderWalk:
         self,
         source: _Source,
         descending: bool,
-        lower: Bound | None,
-        upper: Bound | None,
+        lower: Sequence[Bound],
+        upper: Sequence[Bound],
         predicate: Predicate | None,
         cursors: list[sqlite3.Cursor],
     ) -> Iterator[tuple[Any, ...]]:
         pred_sql = f", ({predicate.sql})" if predicate is not None else ""
         sql = source.select.format(pred=pred_sql)
         params: list[Any] = [*(predicate.params if predicate is not None else ()), *source.params]
-        for bound, is_lower in ((lower, True), (upper, False)):
-            if bound is None:
-                continue
+        ends = [(bound, True) for bound in lower] + [(bound, False) for bound in upper]
+        for bound, is_lower in ends:
             condition = _bound_sql(source, bound, is_lower)
             if condition is None:
                 return
@@ -168,8 +187,8 @@ class OrderWalk:
     def _candidates(
         self,
         descending: bool,
-        lower: Bound | None,
-        upper: Bound | None,
+        lower: Sequence[Bound],
+        upper: Sequence[Bound],
         predicate: Predicate | None,
         cursors: list[sqlite3.Cursor],
     ) -> Iterator[tuple[Any, ...]]:
@@ -192,8 +211,8 @@ class OrderWalk:
         self,
         *,
         descending: bool,
-        lower: Bound | None = None,
-        upper: Bound | None = None,
+        lower: Sequence[Bound] = (),
+        upper: Sequence[Bound] = (),
         predicate: Predicate | None = None,
         need: int | None = None,
         budget: int | None = None,

@@ -72,6 +72,12 @@ WHERES: list[dict[str, Any] | None] = [
     {"or": [{"tag": "y"}, {"n": {"$lt": 1}}]},
     {"owner.name": "ann"},
     {"tag": {"$ne": "x"}},
+    # Comparisons on the order attribute also bound the walk.
+    {"n": {"$gt": 0}},
+    {"n": {"$gte": 0.5, "$lte": 1}},
+    {"s": {"$gte": "a", "$lt": "b"}},
+    {"d": {"$lte": "2024-01-01T00:00:00Z"}},
+    {"d": {"$gt": 0, "$isNull": False}},
 ]
 
 
@@ -162,14 +168,28 @@ def matches(world: World, item: Item, where: dict[str, Any] | None) -> bool:
         if isinstance(cond, dict):  # $ne: differs, or missing
             return item.tag != cond["$ne"]
         return item.tag == cond
-    if key == "n":
-        value = item.values.get("n")
-        op, bound = next(iter(cond.items()))
-        if value is None:
-            return False
-        return value >= bound if op == "$gte" else value < bound
-    if key == "s":
-        return item.values.get("s") is None
+    if key in ("n", "s", "d"):
+        value = item.values.get(key)
+        if key == "d" and value is not None:
+            value = parse_date_ms(value)
+        for op, bound in cond.items():
+            if op == "$isNull":
+                if (value is None) != bound:
+                    return False
+                continue
+            if value is None:
+                return False
+            if key == "d":
+                bound = parse_date_ms(bound)
+            ok = {
+                "$gt": value > bound,
+                "$gte": value >= bound,
+                "$lt": value < bound,
+                "$lte": value <= bound,
+            }[op]
+            if not ok:
+                return False
+        return True
     if key == "owner.name":
         return item.owner == uid(900)
     raise AssertionError(key)
