@@ -61,9 +61,11 @@ class WalkPolicy:
     sort, so a filter whose matches all sit at the far end costs a bounded extra.
     """
 
-    small_match_set: int = 1000
-    budget_base: int = 2000
-    budget_per_row: int = 4
+    # Sorting costs about 2-4 us a match and testing a walked row about 1-2 us, so a
+    # walk that gives up has cost about what sorting the smallest set it walks for does.
+    small_match_set: int = 250
+    budget_base: int = 1000
+    budget_per_row: int = 8
 
     def budget(self, need: int) -> int:
         return self.budget_base + self.budget_per_row * need
@@ -105,11 +107,18 @@ class Node:
     fields: list[str] | None = None
     children: dict[str, Node] = field(default_factory=dict)
     raw: Any = None
+    # The where clause compiled for an admin run against one catalog snapshot, so a
+    # cached query (see `AppEngine`) skips recompiling it.
+    compiled_for: tuple[Catalog, Compiled] | None = field(default=None, repr=False, compare=False)
 
     @property
     def paginated(self) -> bool:
-        return any(v is not None for v in (self.limit, self.last, self.before, self.after)) or bool(
-            self.offset
+        return (
+            self.limit is not None
+            or self.last is not None
+            or self.before is not None
+            or self.after is not None
+            or bool(self.offset)
         )
 
 
@@ -287,6 +296,18 @@ class QueryRun:
     def _hidden(self) -> HiddenIds | None:
         return self.access.hidden_ids if self.access is not None else None
 
+    def _compile(self, node: Node, etype: str) -> Compiled:
+        """The node's where clause compiled; reused across admin runs on one catalog
+        (a non-admin compilation depends on what the viewer may see, so never kept)."""
+        if self.access is not None:
+            return compile_where(self.catalog, etype, node.where, self._hidden())
+        kept = node.compiled_for
+        if kept is not None and kept[0] is self.catalog:
+            return kept[1]
+        compiled = compile_where(self.catalog, etype, node.where, None)
+        node.compiled_for = (self.catalog, compiled)
+        return compiled
+
     # -- top level -------------------------------------------------------------------
 
     def _order_attr(self, node: Node) -> Attr | None:
@@ -326,7 +347,7 @@ class QueryRun:
             return [], empty_info, 0 if node.aggregate else None
         compiled = None
         if node.where is not None:
-            compiled = compile_where(self.catalog, node.etype, node.where, self._hidden())
+            compiled = self._compile(node, node.etype)
             if compiled.unknown:
                 return [], empty_info, 0 if node.aggregate else None
         bounds = self._walk_bounds(node, order_attr, id_attr)
@@ -622,7 +643,10 @@ class QueryRun:
     # -- materialising ---------------------------------------------------------------
 
     def _materialize(self, node: Node, ids: Sequence[str]) -> list[Any]:
-        records = entities.fetch_records(self.conn, self.catalog, node.etype, ids)
+        # The ids were just read from `entities`, in this same snapshot.
+        records = entities.fetch_records(
+            self.conn, self.catalog, node.etype, ids, known_to_exist=True
+        )
         records = self._visible(node.etype, records)
         ordered = [records[i] for i in ids if i in records]
         return self._objects(node, ordered)
@@ -681,7 +705,7 @@ class QueryRun:
         child_ids = list(dict.fromkeys(c for _, c in pairs))
         etype = link.target_etype
         if child.where is not None and child_ids:
-            compiled = compile_where(self.catalog, etype, child.where, self._hidden())
+            compiled = self._compile(child, etype)
             if compiled.unknown:
                 child_ids = []
             else:
