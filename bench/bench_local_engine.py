@@ -6,12 +6,20 @@
 (b) One big transaction (update steps with two attributes each), against raw
     ``executemany`` inserts of the same triples: the ratio is the cost of validation,
     uniqueness/type checks and grouping.
+(c) Ordered, limited queries (``order`` + ``limit``, with and without a ``where`` that
+    matches an eighth of the rows) at 2k, 20k and 100k entities, against raw SQL
+    walking the same index: the curve shows whether the cost depends on the
+    namespace's size (it should not).
+(d) A nested-links query (10 groups with their 50 tasks each) against raw SQL reading
+    the same links and rows.
 
-Full run: 100k entities, a 10k-step transaction. ``--quick``: 2k entities, 500 steps.
+Full run: 100k entities, a 10k-step transaction, ordered queries at 2k/20k/100k.
+``--quick``: 2k entities, 500 steps, ordered queries at 500/2k.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import tempfile
 import time
@@ -193,8 +201,189 @@ def _transact_results(directory: Path, size: int) -> list[Result]:
     ]
 
 
+# -- ordered and nested queries ------------------------------------------------------
+
+ORDER_SCHEMA = {
+    "attrs": {
+        "tasks": {
+            "n": {"type": "number", "indexed": True},
+            "w": {"type": "string", "indexed": True},
+        },
+        "groups": {"name": {"type": "string"}},
+    },
+    "links": {
+        "taskGroup": {
+            "forward": {"on": "tasks", "label": "group", "has": "one"},
+            "reverse": {"on": "groups", "label": "tasks", "has": "many"},
+        }
+    },
+}
+TASKS_PER_GROUP = 50
+
+
+def _group_id(i: int) -> str:
+    return str(uuid.UUID(int=(1 << 64) + i, version=4))
+
+
+def _load_tasks(engine: AppEngine, count: int) -> None:
+    engine.apply_schema(ORDER_SCHEMA)
+    groups = max(1, count // TASKS_PER_GROUP)
+    engine.transact(
+        [["update", "groups", _group_id(g), {"name": f"g{g}"}] for g in range(groups)], ADMIN
+    )
+    for start in range(0, count, BATCH):
+        steps: list[list[Any]] = []
+        for i in range(start, min(count, start + BATCH)):
+            steps.append(["update", "tasks", _eid(i), {"n": i, "w": f"w{i % 8}"}])
+            steps.append(["link", "tasks", _eid(i), {"group": _group_id(i % groups)}])
+        engine.transact(steps, ADMIN)
+
+
+def _raw_rows(conn: sqlite3.Connection, ids: list[str]) -> list[dict[str, Any]]:
+    """Read entity rows the way a hand-written client would: one query, JSON decoded."""
+    rows: dict[str, dict[str, Any]] = {eid: {"id": eid} for eid in ids}
+    if ids:
+        marks = ",".join("?" * len(ids))
+        for entity, label, value in conn.execute(
+            f"SELECT t.entity, a.label, t.value FROM triples t JOIN attrs a ON a.id = t.attr "
+            f"WHERE t.entity IN ({marks}) AND a.cardinality = 'one'",
+            ids,
+        ):
+            rows[entity][label] = json.loads(value)
+    return list(rows.values())
+
+
+def _ordered_results(directory: Path, count: int) -> list[Result]:
+    path = directory / f"ordered-{count}.sqlite3"
+    engine = AppEngine(path, app_id="bench")
+    try:
+        _load_tasks(engine, count)
+        conn = sqlite3.connect(path)
+        try:
+            attrs = dict(conn.execute("SELECT label, id FROM attrs WHERE etype = 'tasks'"))
+            limit = 10
+            plain = {"tasks": {"$": {"order": {"n": "desc"}, "limit": limit}}}
+            filtered = {
+                "tasks": {"$": {"where": {"w": "w3"}, "order": {"n": "desc"}, "limit": limit}}
+            }
+            assert len(engine.query(plain, ADMIN)["tasks"]) == limit
+            assert len(engine.query(filtered, ADMIN)["tasks"]) == limit
+            plain_engine = best_of(lambda: engine.query(plain, ADMIN), repeat=7, number=20)
+            plain_raw = best_of(
+                lambda: _raw_rows(
+                    conn,
+                    [
+                        row[0]
+                        for row in conn.execute(
+                            "SELECT entity FROM triples INDEXED BY triples_by_value "
+                            "WHERE attr = ? AND vkey IS NOT NULL "
+                            "ORDER BY vkey DESC, entity DESC LIMIT ?",
+                            [attrs["n"], limit],
+                        )
+                    ],
+                ),
+                repeat=7,
+                number=20,
+            )
+            filtered_engine = best_of(lambda: engine.query(filtered, ADMIN), repeat=7, number=20)
+            filtered_raw = best_of(
+                lambda: _raw_rows(
+                    conn,
+                    [
+                        row[0]
+                        for row in conn.execute(
+                            "SELECT t.entity FROM triples t INDEXED BY triples_by_value "
+                            "WHERE t.attr = ? AND t.vkey IS NOT NULL AND EXISTS (SELECT 1 "
+                            "FROM triples w INDEXED BY triples_by_entity WHERE w.entity = "
+                            "t.entity AND w.attr = ? AND w.vkey = ?) "
+                            "ORDER BY t.vkey DESC, t.entity DESC LIMIT ?",
+                            [attrs["n"], attrs["w"], "w3", limit],
+                        )
+                    ],
+                ),
+                repeat=7,
+                number=20,
+            )
+        finally:
+            conn.close()
+    finally:
+        engine.close()
+    return [
+        Result(
+            f"ordered limit {limit}, {count} entities",
+            plain_engine,
+            plain_raw,
+            note="order n desc; raw SQL walking the same index + row read",
+        ),
+        Result(
+            f"ordered limit {limit} where 1/8 match, {count} entities",
+            filtered_engine,
+            filtered_raw,
+            note="where w + order n desc; raw SQL index walk with EXISTS + row read",
+        ),
+    ]
+
+
+def _nested_results(directory: Path, count: int) -> list[Result]:
+    path = directory / f"ordered-{count}.sqlite3"
+    engine = AppEngine(path, app_id="bench")
+    try:
+        conn = sqlite3.connect(path)
+        try:
+            attrs = dict(conn.execute("SELECT label, id FROM attrs WHERE etype = 'tasks'"))
+            groups = 10
+            query = {"groups": {"$": {"limit": groups}, "tasks": {}}}
+            result = engine.query(query, ADMIN)["groups"]
+            assert sum(len(g["tasks"]) for g in result) == groups * TASKS_PER_GROUP
+
+            def raw() -> list[dict[str, Any]]:
+                parents = _raw_rows(
+                    conn,
+                    [
+                        row[0]
+                        for row in conn.execute(
+                            "SELECT id FROM entities WHERE etype = 'groups' "
+                            "ORDER BY created_tx, id LIMIT ?",
+                            [groups],
+                        )
+                    ],
+                )
+                marks = ",".join("?" * len(parents))
+                pairs = conn.execute(
+                    f"SELECT vkey, entity FROM triples WHERE attr = ? AND vkey IN ({marks})",
+                    [attrs["group"], *(p["id"] for p in parents)],
+                ).fetchall()
+                children = {row["id"]: row for row in _raw_rows(conn, [c for _, c in pairs])}
+                by_parent: dict[str, list[dict[str, Any]]] = {}
+                for parent, child in pairs:
+                    by_parent.setdefault(parent, []).append(children[child])
+                for parent_row in parents:
+                    parent_row["tasks"] = by_parent.get(parent_row["id"], [])
+                return parents
+
+            nested_engine = best_of(lambda: engine.query(query, ADMIN), repeat=5, number=10)
+            nested_raw = best_of(raw, repeat=5, number=10)
+        finally:
+            conn.close()
+    finally:
+        engine.close()
+    return [
+        Result(
+            f"nested links: {groups} groups x {TASKS_PER_GROUP} tasks, {count} tasks",
+            nested_engine,
+            nested_raw,
+            note="engine query vs raw SQL parents + links + child rows",
+        )
+    ]
+
+
 def run(quick: bool) -> list[Result]:
     count = 2_000 if quick else 100_000
     size = 500 if quick else 10_000
+    curve = (500, 2_000) if quick else (2_000, 20_000, 100_000)
     with tempfile.TemporaryDirectory() as directory:
-        return _query_results(Path(directory), count) + _transact_results(Path(directory), size)
+        results = _query_results(Path(directory), count)
+        results += _transact_results(Path(directory), size)
+        for tasks in curve:
+            results += _ordered_results(Path(directory), tasks)
+        return results + _nested_results(Path(directory), curve[-1])

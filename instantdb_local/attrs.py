@@ -9,6 +9,7 @@ writers build a new snapshot and publish it only after their transaction commits
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator
@@ -197,6 +198,8 @@ class Catalog:
     _reverse: dict[tuple[str, str], Attr] = field(default_factory=dict, repr=False)
     _by_etype: dict[str, list[Attr]] = field(default_factory=dict, repr=False)
     _reverse_by_etype: dict[str, list[Attr]] = field(default_factory=dict, repr=False)
+    # Derived lookups, computed once per snapshot (the snapshot never changes).
+    _memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def of(cls, attrs: Iterable[Attr]) -> Catalog:
@@ -242,6 +245,21 @@ class Catalog:
     def reverse_refs_to(self, etype: str) -> list[Attr]:
         """Ref attributes whose reverse side is ``etype``."""
         return self._reverse_by_etype.get(etype, [])
+
+    def record_labels(self, etype: str) -> tuple[dict[str, str], str]:
+        """Attributes that appear on an entity object (cardinality-one blobs and forward
+        refs) as ``{attr id: label}``, and their ids as a JSON array for SQL."""
+        key = ("record", etype)
+        found = self._memo.get(key)
+        if found is None:
+            labels = {
+                a.id: a.label
+                for a in self.attrs_of(etype)
+                if not a.is_id and a.cardinality == "one"
+            }
+            found = (labels, json.dumps(list(labels)))
+            self._memo[key] = found
+        return found
 
 
 # -- persistence ---------------------------------------------------------------------

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from . import attrs as attrs_module
-from . import entities, users
+from . import entities, order_gaps, users
 from .access import QueryRules, Resolver, RulesLike, TransactRules, Viewer, passes
 from .attrs import Attr, Catalog
 from .blobs import BlobStore
@@ -67,7 +67,7 @@ from .instaml import (
     SetValueOp,
     Transaction,
 )
-from .instaql import FileUrl, default_file_url, parse_query, run_query
+from .instaql import FileUrl, Node, default_file_url, parse_query, run_query
 from .store import Store
 
 logger = logging.getLogger("instantdb_local")
@@ -138,6 +138,11 @@ class _Rollback(Exception):
     """Leaves a write transaction without committing it (dry runs)."""
 
 
+# Remembered query parses per app (see `AppEngine._parsed`): enough for the distinct
+# queries of a busy app; the texts of huge queries are not kept.
+_PLANS_KEPT = 512
+_PLAN_KEY_MAX_CHARS = 8192
+
 _SCHEMA_TYPES = {"string": "string", "number": "number", "boolean": "boolean", "date": "date"}
 
 
@@ -155,6 +160,7 @@ class AppEngine:
         self._rules_doc: Mapping[str, Any] | None = None
         self._rules: RulesLike | None = None
         self._listeners: list[CommitListener] = []
+        self._plans: dict[tuple[str, bool], tuple[Catalog, dict[str, Node], dict[str, Any]]] = {}
         self._change_wanters: list[Callable[[], bool]] = []
         self.blobs = BlobStore(path.parent / "files")
         self.add_commit_listener(self._drop_deleted_blobs)
@@ -345,6 +351,7 @@ class AppEngine:
             if newly_indexed and not updated.is_ref and not updated.is_id:
                 tx = tx if tx is not None else Store.next_tx(conn)
                 entities.backfill_indexed_nulls(conn, updated, tx)
+        order_gaps.sync_catalog(conn, self._catalog, catalog)
         return catalog
 
     def set_rules(self, rules: Mapping[str, Any] | None) -> None:
@@ -450,8 +457,8 @@ class AppEngine:
         self, query: Any, actor: Actor, *, inference: bool = False
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """The result tree plus ``{"page-info": {ns: ...}, "aggregate": {ns: ...}}``."""
-        nodes, rule_params = parse_query(query, is_admin=actor.is_admin)
         catalog = self._catalog
+        nodes, rule_params = self._parsed(query, actor.is_admin, catalog)
         rules = None if actor.is_admin else self._rule_set()
         with self._store.read() as conn:
             access = None
@@ -461,6 +468,31 @@ class AppEngine:
             return run_query(
                 conn, catalog, nodes, inference=inference, access=access, file_url=self._file_url
             )
+
+    def _parsed(
+        self, query: Any, is_admin: bool, catalog: Catalog
+    ) -> tuple[dict[str, Node], dict[str, Any]]:
+        """`parse_query`, remembered per query text and catalog snapshot.
+
+        Subscriptions and clients repeat the same queries; a remembered parse also
+        keeps each node's compiled where (admin runs), so a repeat skips validation and
+        SQL generation. The key is the query's ``repr``, which tells apart every value
+        the parser treats differently (``1``/``1.0``/``True``, lists/tuples).
+        """
+        try:
+            text = repr(query)
+        except Exception:  # an object whose repr fails: parse it, don't remember it
+            return parse_query(query, is_admin=is_admin)
+        key = (text, is_admin)
+        kept = self._plans.get(key)
+        if kept is not None and kept[0] is catalog:
+            return kept[1], dict(kept[2])
+        nodes, rule_params = parse_query(query, is_admin=is_admin)
+        if len(text) <= _PLAN_KEY_MAX_CHARS:
+            if len(self._plans) >= _PLANS_KEPT:
+                self._plans.clear()
+            self._plans[key] = (catalog, nodes, dict(rule_params))
+        return nodes, rule_params
 
     def transact(
         self,

@@ -42,29 +42,37 @@ def created_order(conn: sqlite3.Connection, etype: str, ids: Iterable[str]) -> d
     return {row[0]: int(row[1]) for row in rows}
 
 
-def record_attrs(catalog: Catalog, etype: str) -> dict[str, Attr]:
-    """Attributes that appear on an entity object: cardinality-one blobs and forward refs."""
-    return {a.id: a for a in catalog.attrs_of(etype) if not a.is_id and a.cardinality == "one"}
-
-
 def fetch_records(
-    conn: sqlite3.Connection, catalog: Catalog, etype: str, ids: Sequence[str]
+    conn: sqlite3.Connection,
+    catalog: Catalog,
+    etype: str,
+    ids: Sequence[str],
+    *,
+    known_to_exist: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """Entity objects (``id`` + every cardinality-one value) for ids that exist."""
+    """Entity objects (``id`` + every cardinality-one value) for ids that exist.
+
+    ``known_to_exist`` skips the existence check for ids just read from ``entities``.
+    """
     if not ids:
         return {}
-    present = existing_ids(conn, etype, ids)
-    records: dict[str, dict[str, Any]] = {eid: {"id": eid} for eid in ids if eid in present}
-    wanted = record_attrs(catalog, etype)
-    if not records or not wanted:
+    if known_to_exist:
+        records: dict[str, dict[str, Any]] = {eid: {"id": eid} for eid in ids}
+    else:
+        present = existing_ids(conn, etype, ids)
+        records = {eid: {"id": eid} for eid in ids if eid in present}
+    labels, labels_json = catalog.record_labels(etype)
+    if not records or not labels:
         return records
     rows = conn.execute(
-        f"SELECT entity, attr, value FROM triples WHERE entity IN {IDS} "
-        f"AND attr IN (SELECT value FROM json_each(?))",
-        (id_list(records), id_list(wanted)),
+        f"SELECT entity, attr, vtype, vkey, value FROM triples WHERE entity IN {IDS} "
+        f"AND attr IN {IDS}",
+        (id_list(records), labels_json),
     )
-    for entity, attr_id, text in rows:
-        records[entity][wanted[attr_id].label] = json.loads(text)
+    string = values.STRING
+    for entity, attr_id, vtype, vkey, text in rows:
+        # A string's key is the string itself: no JSON to decode.
+        records[entity][labels[attr_id]] = vkey if vtype == string else json.loads(text)
     return records
 
 
@@ -147,10 +155,13 @@ def ensure_entity(conn: sqlite3.Connection, etype: str, eid: str, tx: int) -> bo
     return cursor.rowcount > 0
 
 
-def triple_row(attr: Attr, eid: str, value: Any, tx: int) -> tuple[Any, ...]:
+def triple_row(
+    attr: Attr, eid: str, value: Any, tx: int, text: str | None = None
+) -> tuple[Any, ...]:
+    """The triples row for a value; ``text`` is its JSON if already made."""
     vtype, vkey = values.key_of(value)
     vdate = values.parse_date_ms(value) if attr.checked_type == "date" else None
-    return (eid, attr.id, vtype, vkey, values.dumps(value), vdate, tx)
+    return (eid, attr.id, vtype, vkey, values.dumps(value) if text is None else text, vdate, tx)
 
 
 INSERT_TRIPLE = (

@@ -16,13 +16,14 @@ The caller owns the SQLite transaction, so any error rolls everything back.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import attrs as attrs_module
-from . import entities, values
+from . import entities, order_gaps, values
 from .attrs import SYSTEM_COLUMNS, USER_SYSTEM_NAMESPACES, Attr, Catalog, Link
 from .errors import (
     ServerError,
@@ -39,6 +40,7 @@ ATTR_ACTIONS = ("add-attr", "delete-attr", "update-attr")
 # Postgres can only index values up to a size; the real server refuses larger values
 # for indexed and unique attributes rather than storing them unindexed.
 MAX_INDEXED_VALUE_BYTES = 1024
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass
@@ -100,7 +102,10 @@ def parse_steps(steps: Any) -> tuple[list[Step], list[AttrStep]]:
         etype = raw[1]
         if not isinstance(etype, str) or not etype:
             raise _spec_error(steps, index, 1, "string?")
-        eid = parse_eid(raw[2])
+        raw_eid = raw[2]
+        # Most ids arrive canonical, which is what parsing would make of them anyway.
+        canonical = type(raw_eid) is str and _CANONICAL_UUID.fullmatch(raw_eid) is not None
+        eid = raw_eid if canonical else parse_eid(raw_eid)
         if eid is None:
             raise validation_failed(
                 "steps",
@@ -152,6 +157,7 @@ class SetValueOp:
     attr: Attr
     eid: str
     value: Any
+    text: str | None = None  # the value's JSON text, when validation already made it
 
 
 @dataclass
@@ -266,6 +272,13 @@ class Transaction:
         self.ops: list[Op] = []
         self._lookup_ids: dict[tuple[str, tuple[str, str]], str] = {}
         self._lookup_new: set[tuple[str, tuple[str, str]]] = set()
+        self._original_catalog = catalog
+        # Entities `apply` ensured exist and deleted, by namespace (for the order gaps).
+        self._added: dict[str, list[str]] = {}
+        self._deleted: dict[str, list[str]] = {}
+        # Writes `apply` buffers until something reads (see `_flush`).
+        self._pending_entities: list[tuple[str, str, int]] = []
+        self._pending_values: dict[tuple[str, str], tuple[Any, ...]] = {}
 
     # -- 2. attributes ----------------------------------------------------------------
 
@@ -728,11 +741,12 @@ class Transaction:
         self.effects.touch(link.attr.etype, source).linked.append(link.attr.label)
 
     def _emit_value(self, attr: Attr, etype: str, eid: str, value: Any) -> None:
-        self._check_value(attr, eid, value, check_type=True)
-        self.ops.append(SetValueOp(attr, eid, value))
+        text = self._check_value(attr, eid, value, check_type=True)
+        self.ops.append(SetValueOp(attr, eid, value, text))
         self.effects.touch(etype, eid).modified.append(attr.label)
 
-    def _check_value(self, attr: Attr, eid: str, value: Any, *, check_type: bool) -> None:
+    def _check_value(self, attr: Attr, eid: str, value: Any, *, check_type: bool) -> str | None:
+        """Refuse values that can't be stored; returns their JSON text if it was needed."""
         if values.has_non_finite(value):
             raise validation_failed(
                 "tx-step",
@@ -757,8 +771,10 @@ class Transaction:
             )
         if check_type and not values.matches_checked_type(attr.checked_type, value):
             raise type_error(attr, eid, value)
+        text = None
         if (attr.unique or attr.indexed) and value is not None:
-            size = len(values.dumps(value).encode("utf-8"))
+            text = values.dumps(value)
+            size = len(text.encode("utf-8"))
             if size > MAX_INDEXED_VALUE_BYTES:
                 kind = "unique" if attr.unique else "indexed"
                 article = "a" if kind == "unique" else "an"
@@ -767,6 +783,7 @@ class Transaction:
                     self.raw_steps,
                     [{"message": f"Value is too large for {article} {kind} attribute."}],
                 )
+        return text
 
     # -- application -----------------------------------------------------------------
 
@@ -790,23 +807,61 @@ class Transaction:
             groups.setdefault(_kind(op), []).append(op)
         self.effects.links = []
         self.effects.deleted_files = []
+        self._added = {}
+        self._deleted = {}
+        self._pending_entities = []
+        self._pending_values = {}
         for ops in groups.values():
             for op in ops:
                 self._apply(op, tx)
+        self._flush()
         self._finish(tx)
         return self.effects
+
+    def _flush(self) -> None:
+        """Write the buffered entity rows and values; runs before anything reads.
+
+        Plain entity rows and values need no read, so runs of them are written with
+        one ``executemany`` each. The result is the same as writing them one by one:
+        entity rows are independent of values, and of several values for one
+        ``(entity, attr)`` only the last one would have survived.
+        """
+        if self._pending_entities:
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO entities (etype, id, created_tx) VALUES (?, ?, ?)",
+                self._pending_entities,
+            )
+            self._pending_entities = []
+        if self._pending_values:
+            self.conn.executemany(
+                "DELETE FROM triples WHERE entity = ? AND attr = ?", list(self._pending_values)
+            )
+            self.conn.executemany(entities.INSERT_TRIPLE, list(self._pending_values.values()))
+            self._pending_values = {}
 
     def _apply(self, op: Op, tx: int) -> None:
         conn = self.conn
         if isinstance(op, AddEntity):
+            self._added.setdefault(op.etype, []).append(op.eid)
+            guarded = op.etype == "$users" and not (self.is_admin or self.system_writes)
+            if op.mode is None and not guarded:
+                self._pending_entities.append((op.etype, op.eid, tx))
+                return
+            self._flush()
             self._check_existence(op)
             created = entities.ensure_entity(conn, op.etype, op.eid, tx)
-            if created and op.etype == "$users" and not (self.is_admin or self.system_writes):
+            if created and guarded:
                 raise self._system_entity_error("create")
-        elif isinstance(op, SetValueOp):
-            self._check_unique(op.attr, op.eid, op.value)
-            entities.set_value(conn, op.attr, op.eid, op.value, tx)
-        elif isinstance(op, AddLink):
+            return
+        if isinstance(op, SetValueOp):
+            if op.attr.unique and op.value is not None:
+                self._flush()  # the check reads what this transaction wrote so far
+                self._check_unique(op.attr, op.eid, op.value)
+            row = entities.triple_row(op.attr, op.eid, op.value, tx, op.text)
+            self._pending_values[(op.eid, op.attr.id)] = row
+            return
+        self._flush()
+        if isinstance(op, AddLink):
             self._apply_link(op, tx)
         elif isinstance(op, MergeValue):
             present, old = entities.get_value(conn, op.attr, op.eid)
@@ -887,6 +942,7 @@ class Transaction:
             cur_type, cur_id = current
             touch = self.effects.touch(cur_type, cur_id)
             touch.deleted = True
+            self._deleted.setdefault(cur_type, []).append(cur_id)
             if cur_type == "$files":
                 record = entities.fetch_record(self.conn, self.catalog, cur_type, cur_id)
                 if record is not None:
@@ -926,12 +982,24 @@ class Transaction:
         for touch in self.effects.touches.values():
             if touch.written or touch.modified:
                 by_type.setdefault(touch.etype, []).append(touch.eid)
+        filled: dict[str, list[str]] = {}
         for etype, ids in by_type.items():
             present = sorted(entities.existing_ids(self.conn, etype, ids))
             if not present:
                 continue
             entities.fill_indexed_nulls(self.conn, self.catalog, etype, present, tx)
             self._check_required(etype, present)
+            filled[etype] = present
+        order_gaps.after_writes(
+            self.conn,
+            self.catalog,
+            tx,
+            added=self._added,
+            written=by_type,
+            null_filled=filled,
+            deleted=self._deleted,
+        )
+        order_gaps.sync_catalog(self.conn, self._original_catalog, self.catalog)
 
     def _check_required(self, etype: str, ids: list[str]) -> None:
         required = [a for a in self.catalog.attrs_of(etype) if a.required and not a.is_id]

@@ -18,7 +18,8 @@ from . import entities, values
 from .attrs import Attr, Catalog, Link
 from .entities import IDS, id_list
 from .errors import ServerError, param_malformed, validation_failed
-from .where import HiddenIds, compile_where, query_error
+from .ordered_walk import Bound, OrderWalk, Predicate, Row, row_key
+from .where import Compiled, HiddenIds, compile_where, query_error
 
 FileUrl = Callable[[str, dict[str, Any]], str]
 
@@ -41,6 +42,36 @@ _ALLOWED_OPTIONS = frozenset(
 _TOP_LEVEL_ONLY = ("offset", "before", "after")
 _PAGINATION = ("limit", "first", "last", "offset", "before", "after")
 RULE_PARAMS_KEY = "$$ruleParams"
+_RANGE_OPERATORS = ("$gt", "$gte", "$lt", "$lte")
+_EMPTY_PAGE_INFO: dict[str, Any] = {
+    "start-cursor": None,
+    "end-cursor": None,
+    "has-next-page?": False,
+    "has-previous-page?": False,
+}
+
+
+@dataclass(frozen=True)
+class WalkPolicy:
+    """When a filtered, limited query walks its order index instead of sorting matches.
+
+    Up to ``small_match_set`` matches are read and sorted (cheap, and a walk would test
+    many rows to find so few). Past that the walk tests rows in order and gives up after
+    ``budget_base + budget_per_row * (offset + limit)`` of them, falling back to the
+    sort, so a filter whose matches all sit at the far end costs a bounded extra.
+    """
+
+    # Sorting costs about 2-4 us a match and testing a walked row about 1-2 us, so a
+    # walk that gives up has cost about what sorting the smallest set it walks for does.
+    small_match_set: int = 250
+    budget_base: int = 1000
+    budget_per_row: int = 8
+
+    def budget(self, need: int) -> int:
+        return self.budget_base + self.budget_per_row * need
+
+
+DEFAULT_WALK_POLICY = WalkPolicy()
 
 
 def default_file_url(location_id: str, record: dict[str, Any]) -> str:
@@ -76,11 +107,18 @@ class Node:
     fields: list[str] | None = None
     children: dict[str, Node] = field(default_factory=dict)
     raw: Any = None
+    # The where clause compiled for an admin run against one catalog snapshot, so a
+    # cached query (see `AppEngine`) skips recompiling it.
+    compiled_for: tuple[Catalog, Compiled] | None = field(default=None, repr=False, compare=False)
 
     @property
     def paginated(self) -> bool:
-        return any(v is not None for v in (self.limit, self.last, self.before, self.after)) or bool(
-            self.offset
+        return (
+            self.limit is not None
+            or self.last is not None
+            or self.before is not None
+            or self.after is not None
+            or bool(self.offset)
         )
 
 
@@ -224,6 +262,7 @@ class QueryRun:
     inference: bool = False
     access: QueryAccess | None = None
     file_url: FileUrl = default_file_url
+    walk_policy: WalkPolicy = field(default_factory=lambda: DEFAULT_WALK_POLICY)
 
     def run(self, nodes: Mapping[str, Node]) -> tuple[dict[str, Any], dict[str, Any]]:
         result: dict[str, Any] = {}
@@ -256,6 +295,18 @@ class QueryRun:
 
     def _hidden(self) -> HiddenIds | None:
         return self.access.hidden_ids if self.access is not None else None
+
+    def _compile(self, node: Node, etype: str) -> Compiled:
+        """The node's where clause compiled; reused across admin runs on one catalog
+        (a non-admin compilation depends on what the viewer may see, so never kept)."""
+        if self.access is not None:
+            return compile_where(self.catalog, etype, node.where, self._hidden())
+        kept = node.compiled_for
+        if kept is not None and kept[0] is self.catalog:
+            return kept[1]
+        compiled = compile_where(self.catalog, etype, node.where, None)
+        node.compiled_for = (self.catalog, compiled)
+        return compiled
 
     # -- top level -------------------------------------------------------------------
 
@@ -291,23 +342,212 @@ class QueryRun:
     def _top_level(self, node: Node) -> tuple[list[Any], dict[str, Any] | None, int | None]:
         order_attr = self._order_attr(node)
         id_attr = self.catalog.id_attr(node.etype)
-        empty_info = (
-            {
-                "start-cursor": None,
-                "end-cursor": None,
-                "has-next-page?": False,
-                "has-previous-page?": False,
-            }
-            if node.paginated
-            else None
-        )
+        empty_info = _EMPTY_PAGE_INFO if node.paginated else None
         if id_attr is None:
             return [], empty_info, 0 if node.aggregate else None
+        compiled = None
+        if node.where is not None:
+            compiled = self._compile(node, node.etype)
+            if compiled.unknown:
+                return [], empty_info, 0 if node.aggregate else None
+        bounds = self._walk_bounds(node, order_attr, id_attr)
+        planned = self._walk_plan(node, order_attr, id_attr, compiled, bounds)
+        if planned is None:
+            planned = self._sorted_plan(node, order_attr, id_attr, compiled)
+        rows, info = planned
+        count: int | None = None
+        if node.aggregate:
+            _sort_sql, base_from, base_params = self._base(node, order_attr, compiled)
+            count = int(
+                self.conn.execute(f"SELECT count(*) {base_from}", base_params).fetchone()[0]
+            )
+        return self._materialize(node, [row[0] for row in rows]), info, count
+
+    # -- the walk plan: read the order index until the page is full -------------------
+
+    def _walk_bounds(
+        self, node: Node, order_attr: Attr | None, id_attr: Attr
+    ) -> tuple[list[Bound], list[Bound]]:
+        """The cursors as the walked range's ends (ascending key space); checks them."""
+        lower: list[Bound] = []
+        upper: list[Bound] = []
+        expected = (order_attr or id_attr).id
+        for key, cursor, inclusive in (
+            ("after", node.after, node.after_inclusive),
+            ("before", node.before, node.before_inclusive),
+        ):
+            if cursor is None:
+                continue
+            if cursor[1] != expected:
+                raise query_error(
+                    f"Invalid {key} cursor. The query orders by `{node.order_field}`, but the "
+                    "cursor was made for a different order.",
+                    node.raw,
+                )
+            value, eid = self._cursor_key(order_attr, cursor)
+            group = 0 if order_attr is not None and value is None else 1
+            bound = Bound(group, value, eid, inclusive)
+            if (key == "after") != node.order_desc:
+                lower.append(bound)
+            else:
+                upper.append(bound)
+        return lower, upper
+
+    @staticmethod
+    def _where_bounds(node: Node, order_attr: Attr | None) -> tuple[list[Bound], list[Bound]]:
+        """Comparisons the ``where`` makes on the order attribute itself, as walk bounds.
+
+        Only a necessary condition (the walk still tests the whole ``where``), so a
+        filter like ``{"n": {"$gte": 100}}`` ordered by ``n`` starts at 100 instead of
+        testing every smaller value and every null first. Call after `compile_where`,
+        which has validated the values.
+        """
+        lower: list[Bound] = []
+        upper: list[Bound] = []
+        if order_attr is None or not isinstance(node.where, Mapping):
+            return lower, upper
+        condition = node.where.get(order_attr.label)
+        if not isinstance(condition, Mapping):
+            return lower, upper
+        for op, arg in condition.items():
+            if op not in _RANGE_OPERATORS:
+                continue
+            if order_attr.checked_type == "date":
+                key = values.parse_date_ms(arg, allow_words=True)
+            else:
+                key = values.key_of(arg)[1]
+            inclusive = op.endswith("e")
+            (lower if op.startswith("$g") else upper).append(Bound(1, key, None, inclusive))
+            # No null or missing value satisfies a comparison.
+            lower.append(Bound(1, whole_group=True))
+        return lower, upper
+
+    def _walk_plan(
+        self,
+        node: Node,
+        order_attr: Attr | None,
+        id_attr: Attr,
+        compiled: Compiled | None,
+        bounds: tuple[list[Bound], list[Bound]],
+    ) -> tuple[list[Row], dict[str, Any] | None] | None:
+        """Rows and page info from an ordered index walk, or None to sort instead.
+
+        Without ``where`` every row of the walk matches. With one, the walk tests each
+        row against the where predicate; it is only worth it when matches are many
+        (few matches sort cheaply) and gives up after a budget of tested rows, since
+        matches may all sit at the far end of the order.
+        """
+        take = node.last if node.last is not None else node.limit
+        need = None if take is None else node.offset + take
+        predicate: Predicate | None = None
+        budget: int | None = None
+        necessary: tuple[list[Bound], list[Bound]] = ([], [])
+        if compiled is not None:
+            policy = self.walk_policy
+            if need is None or self._matches_at_most(compiled, policy.small_match_set):
+                return None
+            sql, params = compiled.predicate("e.id")
+            predicate = Predicate(sql, tuple(params))
+            budget = policy.budget(need)
+            necessary = self._where_bounds(node, order_attr)
+        walk = OrderWalk(self.conn, node.etype, order_attr)
+        lower, upper = bounds[0] + necessary[0], bounds[1] + necessary[1]
+        descending = node.order_desc != (node.last is not None)
+        found, finished = walk.walk(
+            descending=descending,
+            lower=lower,
+            upper=upper,
+            predicate=predicate,
+            need=need,
+            budget=budget,
+        )
+        if not finished:
+            return None
+        rows = found[node.offset :]
+        if node.last is not None:
+            rows.reverse()
+        if not node.paginated:
+            return rows, None
+        info = self._walk_page_info(
+            node, order_attr, id_attr, rows, walk, predicate, budget, necessary
+        )
+        return None if info is None else (rows, info)
+
+    def _matches_at_most(self, compiled: Compiled, limit: int) -> bool:
+        row = self.conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM ({compiled.sql}) LIMIT ?)",
+            [*compiled.params, limit + 1],
+        ).fetchone()
+        return int(row[0]) <= limit
+
+    def _walk_page_info(
+        self,
+        node: Node,
+        order_attr: Attr | None,
+        id_attr: Attr,
+        rows: list[Row],
+        walk: OrderWalk,
+        predicate: Predicate | None,
+        budget: int | None,
+        necessary: tuple[list[Bound], list[Bound]],
+    ) -> dict[str, Any] | None:
+        if not rows:
+            return dict(_EMPTY_PAGE_INFO)
+
+        def beyond(row: Row, greater: bool) -> bool | None:
+            # Any match strictly past the row, whatever the cursors and offset.
+            edge = Bound.at(row_key(row, order_attr is not None), inclusive=False)
+            found, finished = walk.walk(
+                descending=not greater,
+                lower=[edge, *necessary[0]] if greater else necessary[0],
+                upper=necessary[1] if greater else [edge, *necessary[1]],
+                predicate=predicate,
+                need=1,
+                budget=budget,
+            )
+            return True if found else (False if finished else None)
+
+        has_next = beyond(rows[-1], not node.order_desc)
+        has_previous = beyond(rows[0], node.order_desc)
+        if has_next is None or has_previous is None:
+            return None
+        return self._page_cursors(order_attr, id_attr, rows, has_next, has_previous)
+
+    def _page_cursors(
+        self,
+        order_attr: Attr | None,
+        id_attr: Attr,
+        rows: list[Row],
+        has_next: bool,
+        has_previous: bool,
+    ) -> dict[str, Any]:
+        attr_id = (order_attr or id_attr).id
+        stored: dict[str, Any] = {}
+        if order_attr is not None:
+            edges = [rows[0][0], rows[-1][0]]
+            stored = dict(entities.attr_values(self.conn, order_attr, edges))
+
+        def cursor(row: Row) -> list[Any]:
+            value = row[0] if order_attr is None else stored.get(row[0])
+            return [row[0], attr_id, value, row[1]]
+
+        return {
+            "start-cursor": cursor(rows[0]),
+            "end-cursor": cursor(rows[-1]),
+            "has-next-page?": has_next,
+            "has-previous-page?": has_previous,
+        }
+
+    # -- the sorted plan: order every match in SQL -------------------------------------
+
+    def _base(
+        self, node: Node, order_attr: Attr | None, compiled: Compiled | None
+    ) -> tuple[str, str, list[Any]]:
+        """``(sort column, FROM ... WHERE ..., params)`` of the namespace's matching rows."""
         if order_attr is None:
             sort_sql, join_sql, join_params = "e.created_tx", "", []
         else:
-            column = "o.vdate" if order_attr.checked_type == "date" else "o.vkey"
-            sort_sql = column
+            sort_sql = "o.vdate" if order_attr.checked_type == "date" else "o.vkey"
             # Without INDEXED BY, SQLite may pick the covering triples_by_value index on
             # `attr` alone and scan every value of the attribute for each entity, which
             # makes ordering quadratic in the namespace's size.
@@ -316,22 +556,28 @@ class QueryRun:
                 " ON o.entity = e.id AND o.attr = ?"
             )
             join_params = [order_attr.id]
-        if node.where is None:
-            base_from = f"FROM entities e{join_sql} WHERE e.etype = ?"
-            base_params = [*join_params, node.etype]
-        else:
-            compiled = compile_where(self.catalog, node.etype, node.where, self._hidden())
-            if compiled.unknown:
-                return [], empty_info, 0 if node.aggregate else None
-            # Drive the plan from the matching ids (an index lookup) rather than scanning
-            # the namespace in creation order and testing each id.
-            base_from = (
-                f"FROM (SELECT DISTINCT id FROM ({compiled.sql})) w "
-                f"CROSS JOIN entities e ON e.etype = ? AND e.id = w.id{join_sql} WHERE 1"
+        if compiled is None:
+            return (
+                sort_sql,
+                f"FROM entities e{join_sql} WHERE e.etype = ?",
+                [
+                    *join_params,
+                    node.etype,
+                ],
             )
-            base_params = [*compiled.params, node.etype, *join_params]
+        # Drive the plan from the matching ids (an index lookup) rather than scanning
+        # the namespace in creation order and testing each id.
+        base_from = (
+            f"FROM (SELECT DISTINCT id FROM ({compiled.sql})) w "
+            f"CROSS JOIN entities e ON e.etype = ? AND e.id = w.id{join_sql} WHERE 1"
+        )
+        return sort_sql, base_from, [*compiled.params, node.etype, *join_params]
 
-        cursor_sql, cursor_params = self._cursor_bounds(node, order_attr, id_attr, sort_sql)
+    def _sorted_plan(
+        self, node: Node, order_attr: Attr | None, id_attr: Attr, compiled: Compiled | None
+    ) -> tuple[list[Row], dict[str, Any] | None]:
+        sort_sql, base_from, base_params = self._base(node, order_attr, compiled)
+        cursor_sql, cursor_params = self._cursor_bounds(node, order_attr, sort_sql)
         descending = node.order_desc
         take = node.limit
         if node.last is not None:
@@ -346,22 +592,24 @@ class QueryRun:
         if take is not None or node.offset:
             sql += " LIMIT ? OFFSET ?"
             params += [take if take is not None else -1, node.offset]
-        rows = self.conn.execute(sql, params).fetchall()
+        rows: list[Row] = self.conn.execute(sql, params).fetchall()
         if node.last is not None:
             rows.reverse()
-        ids = [row[0] for row in rows]
+        if not node.paginated:
+            return rows, None
+        if not rows:
+            return rows, dict(_EMPTY_PAGE_INFO)
 
-        info: dict[str, Any] | None = None
-        if node.paginated:
-            info = self._page_info(
-                node, order_attr, id_attr, rows, base_from, base_params, sort_sql
-            )
-        count: int | None = None
-        if node.aggregate:
-            count = int(
-                self.conn.execute(f"SELECT count(*) {base_from}", base_params).fetchone()[0]
-            )
-        return self._materialize(node, ids), info, count
+        def exists_beyond(row: Row, later: bool) -> bool:
+            clause, params = _beyond(sort_sql, later, False, row[2], row[0])
+            found = self.conn.execute(
+                f"SELECT 1 {base_from} AND {clause} LIMIT 1", [*base_params, *params]
+            ).fetchone()
+            return found is not None
+
+        has_next = exists_beyond(rows[-1], not node.order_desc)
+        has_previous = exists_beyond(rows[0], node.order_desc)
+        return rows, self._page_cursors(order_attr, id_attr, rows, has_next, has_previous)
 
     @staticmethod
     def _cursor_key(order_attr: Attr | None, cursor: list[Any]) -> tuple[Any, str]:
@@ -375,22 +623,16 @@ class QueryRun:
         return values.key_of(value)[1], str(eid)
 
     def _cursor_bounds(
-        self, node: Node, order_attr: Attr | None, id_attr: Attr, sort_sql: str
+        self, node: Node, order_attr: Attr | None, sort_sql: str
     ) -> tuple[str, list[Any]]:
+        """The cursors as SQL conditions (already checked by `_walk_bounds`)."""
         sql, params = "", []
-        expected = (order_attr or id_attr).id
         for key, cursor, inclusive in (
             ("after", node.after, node.after_inclusive),
             ("before", node.before, node.before_inclusive),
         ):
             if cursor is None:
                 continue
-            if cursor[1] != expected:
-                raise query_error(
-                    f"Invalid {key} cursor. The query orders by `{node.order_field}`, but the "
-                    "cursor was made for a different order.",
-                    node.raw,
-                )
             later = (key == "after") != node.order_desc
             value, eid = self._cursor_key(order_attr, cursor)
             clause, clause_params = _beyond(sort_sql, later, inclusive, value, eid)
@@ -398,51 +640,13 @@ class QueryRun:
             params += clause_params
         return sql, params
 
-    def _page_info(
-        self,
-        node: Node,
-        order_attr: Attr | None,
-        id_attr: Attr,
-        rows: list[Any],
-        base_from: str,
-        base_params: list[Any],
-        sort_sql: str,
-    ) -> dict[str, Any]:
-        if not rows:
-            return {
-                "start-cursor": None,
-                "end-cursor": None,
-                "has-next-page?": False,
-                "has-previous-page?": False,
-            }
-        attr_id = (order_attr or id_attr).id
-        stored: dict[str, Any] = {}
-        if order_attr is not None:
-            stored = dict(entities.attr_values(self.conn, order_attr, [r[0] for r in rows]))
-
-        def cursor(row: Any) -> list[Any]:
-            value = row[0] if order_attr is None else stored.get(row[0])
-            return [row[0], attr_id, value, row[1]]
-
-        def exists_beyond(row: Any, later: bool) -> bool:
-            clause, params = _beyond(sort_sql, later, False, row[2], row[0])
-            found = self.conn.execute(
-                f"SELECT 1 {base_from} AND {clause} LIMIT 1", [*base_params, *params]
-            ).fetchone()
-            return found is not None
-
-        first, last = rows[0], rows[-1]
-        return {
-            "start-cursor": cursor(first),
-            "end-cursor": cursor(last),
-            "has-next-page?": exists_beyond(last, not node.order_desc),
-            "has-previous-page?": exists_beyond(first, node.order_desc),
-        }
-
     # -- materialising ---------------------------------------------------------------
 
     def _materialize(self, node: Node, ids: Sequence[str]) -> list[Any]:
-        records = entities.fetch_records(self.conn, self.catalog, node.etype, ids)
+        # The ids were just read from `entities`, in this same snapshot.
+        records = entities.fetch_records(
+            self.conn, self.catalog, node.etype, ids, known_to_exist=True
+        )
         records = self._visible(node.etype, records)
         ordered = [records[i] for i in ids if i in records]
         return self._objects(node, ordered)
@@ -501,7 +705,7 @@ class QueryRun:
         child_ids = list(dict.fromkeys(c for _, c in pairs))
         etype = link.target_etype
         if child.where is not None and child_ids:
-            compiled = compile_where(self.catalog, etype, child.where, self._hidden())
+            compiled = self._compile(child, etype)
             if compiled.unknown:
                 child_ids = []
             else:

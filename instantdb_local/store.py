@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import attrs as attrs_module
+from . import order_gaps
 from .values import date_ms_of_json, sql_like
 
 _SCHEMA = """
@@ -66,7 +67,11 @@ CREATE TABLE IF NOT EXISTS triples (
 );
 CREATE INDEX IF NOT EXISTS triples_by_entity ON triples (entity, attr);
 CREATE INDEX IF NOT EXISTS triples_by_value ON triples (attr, vkey, entity);
-CREATE INDEX IF NOT EXISTS triples_by_date ON triples (attr, vdate) WHERE vdate IS NOT NULL;
+-- Dates in order, ties by entity: ordered walks over date attributes read it in order.
+CREATE INDEX IF NOT EXISTS triples_by_date_order ON triples (attr, vdate, entity)
+    WHERE vdate IS NOT NULL;
+-- Replaced by triples_by_date_order, which serves every query it did.
+DROP INDEX IF EXISTS triples_by_date;
 
 -- The per-entity changes of committed transactions that a listener (webhooks) has not
 -- released yet, written in the transaction itself: a crash right after the commit
@@ -76,6 +81,9 @@ CREATE TABLE IF NOT EXISTS change_outbox (
     records TEXT NOT NULL
 );
 """
+
+# Bumped when a migration must run on an existing file: 1 added `order_gaps`.
+_SCHEMA_VERSION = 1
 
 _BUSY_TIMEOUT_MS = 10_000
 _POOL_SIZE = 8
@@ -104,10 +112,19 @@ class Store:
         self._writer.execute("PRAGMA journal_mode = WAL")
         with self._write_lock:
             self._writer.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA.split(";"):
+            for statement in [*_SCHEMA.split(";"), order_gaps.TABLE_SQL]:
                 if statement.strip():
                     self._writer.execute(statement)
+            before = attrs_module.load(self._writer)
             attrs_module.seed_system(self._writer)
+            after = attrs_module.load(self._writer)
+            version = self._writer.execute("PRAGMA user_version").fetchone()[0]
+            if version < 1:
+                # A file from before the table existed (or a new one): fill it once.
+                order_gaps.rebuild_all(self._writer, after)
+                self._writer.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            else:
+                order_gaps.sync_catalog(self._writer, before, after)
             self._writer.execute("COMMIT")
 
     @property
@@ -132,6 +149,7 @@ class Store:
             conn = self._pool.pop() if self._pool else None
         if conn is None:
             conn = self._connect()
+        broken = False
         try:
             conn.execute("BEGIN")
             try:
@@ -141,19 +159,15 @@ class Store:
                     conn.execute("COMMIT")
         except sqlite3.Error:
             # The connection may be unusable; never hand it out again.
-            conn.close()
+            broken = True
             raise
         finally:
-            if not self._return_to_pool(conn):
+            if broken or not self._return_to_pool(conn):
                 conn.close()
 
     def _return_to_pool(self, conn: sqlite3.Connection) -> bool:
         with self._pool_lock:
             if self._closed or len(self._pool) >= _POOL_SIZE:
-                return False
-            try:
-                conn.execute("SELECT 1")
-            except sqlite3.ProgrammingError:  # closed after an error above
                 return False
             self._pool.append(conn)
             return True

@@ -19,6 +19,7 @@ import math
 import re
 from datetime import date, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 # vtype codes stored in the triples table.
@@ -33,9 +34,27 @@ CHECKED_TYPES = ("string", "number", "boolean", "date")
 _INT64 = 2**63
 
 
+_STORAGE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def dumps(value: Any) -> str:
-    """Compact JSON text for storage; rejects NaN/Infinity, which JSON cannot carry."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    """Compact JSON text for storage; rejects NaN/Infinity, which JSON cannot carry.
+
+    Scalars (most stored values) skip the encoder's setup: the text is what
+    ``json.dumps`` gives for them, exact subclasses excluded.
+    """
+    kind = type(value)
+    if kind is str:
+        return encode_basestring(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    return _STORAGE_ENCODER.encode(value)
 
 
 def canonical(value: Any) -> str:

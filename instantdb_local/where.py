@@ -1,11 +1,16 @@
-"""InstaQL ``where`` clauses -> one SQL set expression of entity ids.
+"""InstaQL ``where`` clauses -> a set expression of entity ids, rendered as SQL.
 
-Each condition becomes a ``SELECT ... AS id`` of the root namespace's entities that
-satisfy it; ``and`` intersects, ``or`` unions, negations subtract from the namespace.
-Dotted paths are walked backwards from the last attribute through each link, in
-whichever direction the label names, so every step is an index lookup on
-``(attr, vkey)`` or ``(entity, attr)``. Matching is existential: one linked entity
-that matches is enough, as in Instant.
+Each condition becomes a set of the root namespace's entity ids; ``and`` intersects,
+``or`` unions, negations subtract from the namespace. Dotted paths are walked backwards
+from the last attribute through each link, in whichever direction the label names, so
+every step is an index lookup on ``(attr, vkey)`` or ``(entity, attr)``. Matching is
+existential: one linked entity that matches is enough, as in Instant.
+
+The compiled expression renders two ways with the same meaning:
+
+- as a set (``SELECT ... AS id``), to drive a query from the matching ids;
+- as a predicate on one id column (``EXISTS ...``), to test rows an ordered index walk
+  produces one at a time, which is what lets an ordered, limited query stop early.
 
 Validation raises the real server's messages; a label that does not exist anywhere on
 the path makes the whole namespace empty (``Compiled.unknown``), as the real server's
@@ -14,6 +19,7 @@ guarded where-query does.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,19 +37,164 @@ _COMPARISONS = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _OPERATORS = ("$in", "$not", "$ne", "$isNull", "$like", "$ilike", *_COMPARISONS)
 
 
-@dataclass
-class SetSql:
-    sql: str
-    params: list[Any] = field(default_factory=list)
+# -- the set expression -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rows:
+    """``SELECT column AS id FROM table WHERE conditions``.
+
+    ``conditions`` names the table's columns as ``{p}attr`` so the same text serves
+    the set form (no prefix) and the predicate form (an alias prefix).
+    """
+
+    table: str  # "triples" | "entities"
+    column: str  # "entity" | "vkey" | "id"
+    conditions: str
+    params: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Hop:
+    """Ids on the near side of a link whose far side is in ``inner``."""
+
+    attr_id: str
+    forward: bool  # near side is the link's forward (stored ``entity``) side
+    inner: Expr
+
+
+@dataclass(frozen=True)
+class Without:
+    """``inner`` minus ids the viewer may not see."""
+
+    inner: Expr
+    hidden_json: str
+
+
+@dataclass(frozen=True)
+class Combine:
+    operator: str  # "UNION" | "INTERSECT" | "EXCEPT" (left-associative)
+    parts: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class Nothing:
+    """The empty set."""
+
+
+Expr = Rows | Hop | Without | Combine | Nothing
+
+NOTHING = Nothing()
+
+
+def _all(etype: str) -> Rows:
+    return Rows("entities", "id", "{p}etype = ?", (etype,))
+
+
+def _combine(operator: str, parts: list[Expr]) -> Expr:
+    if len(parts) == 1:
+        return parts[0]
+    return Combine(operator, tuple(parts))
+
+
+def render_set(expr: Expr) -> tuple[str, list[Any]]:
+    """The expression as ``SELECT ... AS id`` SQL and its parameters."""
+    params: list[Any] = []
+    return _set_sql(expr, params), params
+
+
+def _set_sql(expr: Expr, params: list[Any]) -> str:
+    if isinstance(expr, Rows):
+        params.extend(expr.params)
+        conditions = expr.conditions.format(p="")
+        return f"SELECT {expr.column} AS id FROM {expr.table} WHERE {conditions}"
+    if isinstance(expr, Hop):
+        params.append(expr.attr_id)
+        inner = _set_sql(expr.inner, params)
+        near, far = ("entity", "vkey") if expr.forward else ("vkey", "entity")
+        return (
+            f"SELECT {near} AS id FROM triples WHERE attr = ? AND {far} IN "
+            f"(SELECT id FROM ({inner}))"
+        )
+    if isinstance(expr, Without):
+        inner = _set_sql(expr.inner, params)
+        params.append(expr.hidden_json)
+        return f"SELECT id FROM ({inner}) WHERE id NOT IN (SELECT value FROM json_each(?))"
+    if isinstance(expr, Combine):
+        return f" {expr.operator} ".join(
+            f"SELECT id FROM ({_set_sql(part, params)})" for part in expr.parts
+        )
+    return "SELECT NULL AS id WHERE 0"
+
+
+def render_predicate(expr: Expr, column: str) -> tuple[str, list[Any]]:
+    """The expression as a boolean SQL test of ``column`` (an id) and its parameters.
+
+    ``column`` belongs to the enclosing query; every lookup is a correlated index probe
+    (``(entity, attr)`` or ``(attr, vkey)``), so testing one row costs a few probes
+    whatever the size of the matching set.
+    """
+    params: list[Any] = []
+    aliases = (f"w{n}" for n in itertools.count())
+    return _predicate_sql(expr, column, params, aliases), params
+
+
+# A probe by the id column: which index answers it without scanning.
+_PROBE_INDEX = {
+    ("triples", "entity"): " INDEXED BY triples_by_entity",
+    ("triples", "vkey"): " INDEXED BY triples_by_value",
+    ("entities", "id"): "",
+}
+
+
+def _predicate_sql(expr: Expr, column: str, params: list[Any], aliases: Any) -> str:
+    if isinstance(expr, Rows):
+        alias = next(aliases)
+        params.extend(expr.params)
+        hint = _PROBE_INDEX[(expr.table, expr.column)]
+        conditions = expr.conditions.format(p=f"{alias}.")
+        return (
+            f"EXISTS (SELECT 1 FROM {expr.table} {alias}{hint} "
+            f"WHERE {conditions} AND {alias}.{expr.column} = {column})"
+        )
+    if isinstance(expr, Hop):
+        alias = next(aliases)
+        params.append(expr.attr_id)
+        near, far = ("entity", "vkey") if expr.forward else ("vkey", "entity")
+        hint = _PROBE_INDEX[("triples", near)]
+        inner = _predicate_sql(expr.inner, f"{alias}.{far}", params, aliases)
+        return (
+            f"EXISTS (SELECT 1 FROM triples {alias}{hint} WHERE {alias}.attr = ? "
+            f"AND {alias}.{near} = {column} AND {inner})"
+        )
+    if isinstance(expr, Without):
+        params.append(expr.hidden_json)
+        inner = _predicate_sql(expr.inner, column, params, aliases)
+        return f"({column} NOT IN (SELECT value FROM json_each(?)) AND {inner})"
+    if isinstance(expr, Combine):
+        rendered = [_predicate_sql(part, column, params, aliases) for part in expr.parts]
+        if expr.operator == "UNION":
+            return "(" + " OR ".join(rendered) + ")"
+        if expr.operator == "INTERSECT":
+            return "(" + " AND ".join(rendered) + ")"
+        return "(" + " AND NOT ".join(rendered) + ")"
+    return "0"
 
 
 @dataclass
 class Compiled:
     """The ids of the root namespace matching a where clause."""
 
-    sql: str
-    params: list[Any]
+    expr: Expr
     unknown: bool  # an unknown attribute or link: the result is empty
+    sql: str = field(init=False)
+    params: list[Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sql, self.params = render_set(self.expr)
+
+    def predicate(self, column: str) -> tuple[str, list[Any]]:
+        return render_predicate(self.expr, column)
 
 
 def query_error(message: str, where: Any) -> ServerError:
@@ -79,42 +230,39 @@ class WhereCompiler:
         self.unknown = False
 
     def compile(self) -> Compiled:
-        node = self._map(self.where)
-        return Compiled(node.sql, node.params, self.unknown)
+        expr = self._map(self.where)
+        return Compiled(expr, self.unknown)
 
     # -- structure -------------------------------------------------------------------
 
-    def _all(self, etype: str) -> SetSql:
-        return SetSql("SELECT id FROM entities WHERE etype = ?", [etype])
-
-    def _map(self, where: Any) -> SetSql:
+    def _map(self, where: Any) -> Expr:
         if not isinstance(where, Mapping):
             raise query_error("The `where` clause must be a map.", self.where)
-        parts: list[SetSql] = []
+        parts: list[Expr] = []
         for key, value in where.items():
             if key in ("or", "and"):
                 parts.append(self._combinator(key, value))
             else:
                 parts.append(self._condition(str(key), value))
         if not parts:
-            return self._all(self.etype)
+            return _all(self.etype)
         return _combine("INTERSECT", parts)
 
-    def _combinator(self, key: str, value: Any) -> SetSql:
+    def _combinator(self, key: str, value: Any) -> Expr:
         if not isinstance(value, list):
             raise query_error(f"The `{key}` clause must be a list of conditions.", self.where)
         if not value:
             raise query_error(f"The list of `{key}` conditions can't be empty.", self.where)
         return _combine("UNION" if key == "or" else "INTERSECT", [self._map(v) for v in value])
 
-    def _condition(self, key: str, value: Any) -> SetSql:
+    def _condition(self, key: str, value: Any) -> Expr:
         try:
             path = self._resolve(key)
         except _Unknown:
             # Keep validating the value's shape, then empty the namespace.
             self.unknown = True
             self._check_operator_shape(key, value)
-            return SetSql("SELECT NULL AS id WHERE 0")
+            return NOTHING
         if isinstance(value, Mapping):
             self._check_operator_shape(key, value)
             ranges = {op: arg for op, arg in value.items() if op in _COMPARISONS}
@@ -175,69 +323,49 @@ class WhereCompiler:
             raise _Unknown
         return _Path(hops, etype, last, attr, None, False)
 
-    def _through_hops(self, path: _Path, final: SetSql) -> SetSql:
+    def _through_hops(self, path: _Path, final: Expr) -> Expr:
         """Map a set of ids of the path's last etype back to ids of the root etype."""
         current = final
         for link in reversed(path.hops):
-            current = self._without_hidden(link, current)
-            if link.forward:
-                current = SetSql(
-                    "SELECT entity AS id FROM triples WHERE attr = ? AND vkey IN "
-                    f"(SELECT id FROM ({current.sql}))",
-                    [link.attr.id, *current.params],
-                )
-            else:
-                current = SetSql(
-                    "SELECT vkey AS id FROM triples WHERE attr = ? AND entity IN "
-                    f"(SELECT id FROM ({current.sql}))",
-                    [link.attr.id, *current.params],
-                )
+            current = Hop(link.attr.id, link.forward, self._without_hidden(link, current))
         return current
 
-    def _without_hidden(self, link: Link, ids: SetSql) -> SetSql:
+    def _without_hidden(self, link: Link, ids: Expr) -> Expr:
         if self.hidden is None:
             return ids
         hidden = self.hidden(link.target_etype, link)
         if not hidden:
             return ids
-        return SetSql(
-            f"SELECT id FROM ({ids.sql}) WHERE id NOT IN (SELECT value FROM json_each(?))",
-            [*ids.params, json.dumps(sorted(hidden))],
-        )
+        return Without(ids, json.dumps(sorted(hidden)))
 
     # -- leaves ------------------------------------------------------------------------
 
-    def _not_null(self, path: _Path) -> SetSql:
+    def _not_null(self, path: _Path) -> Expr:
         """Root ids with a non-null value at the end of the path."""
+        final: Expr
         if path.is_id:
-            final = self._all(path.etype)
+            final = _all(path.etype)
         elif path.link is not None:
             final = self._link_ids(path.link, None)
         else:
             assert path.attr is not None
-            final = SetSql(
-                "SELECT entity AS id FROM triples WHERE attr = ? AND vtype != ?",
-                [path.attr.id, values.NULL],
+            final = Rows(
+                "triples", "entity", "{p}attr = ? AND {p}vtype != ?", (path.attr.id, values.NULL)
             )
         return self._through_hops(path, final)
 
-    def _is_null(self, path: _Path) -> SetSql:
+    def _is_null(self, path: _Path) -> Expr:
         # Missing values, null values and missing hops all count as null.
-        return _combine("EXCEPT", [self._all(self.etype), self._not_null(path)])
+        return _combine("EXCEPT", [_all(self.etype), self._not_null(path)])
 
-    def _link_ids(self, link: Link, target: str | None) -> SetSql:
+    def _link_ids(self, link: Link, target: str | None) -> Expr:
         """Ids of the link's own side that link to ``target`` (any target when None)."""
-        if link.forward:
-            sql = "SELECT entity AS id FROM triples WHERE attr = ?"
-            column = "vkey"
-        else:
-            sql = "SELECT vkey AS id FROM triples WHERE attr = ?"
-            column = "entity"
-        params: list[Any] = [link.attr.id]
-        if target is not None:
-            sql += f" AND {column} = ?"
-            params.append(target)
-        return SetSql(sql, params)
+        column, other = ("entity", "vkey") if link.forward else ("vkey", "entity")
+        if target is None:
+            return Rows("triples", column, "{p}attr = ?", (link.attr.id,))
+        return Rows(
+            "triples", column, f"{{p}}attr = ? AND {{p}}{other} = ?", (link.attr.id, target)
+        )
 
     def _check_uuid(self, path: _Path, key: str, value: Any) -> str:
         if not is_uuid(value):
@@ -246,11 +374,11 @@ class WhereCompiler:
             )
         return str(value).lower()
 
-    def _equals_final(self, path: _Path, key: str, value: Any) -> SetSql:
+    def _equals_final(self, path: _Path, key: str, value: Any) -> Expr:
         """Ids of the last etype whose value at the last segment equals ``value``."""
         if path.is_id:
             eid = self._check_uuid(path, key, value)
-            return SetSql("SELECT id FROM entities WHERE etype = ? AND id = ?", [path.etype, eid])
+            return Rows("entities", "id", "{p}etype = ? AND {p}id = ?", (path.etype, eid))
         if path.link is not None:
             return self._link_ids(path.link, self._check_uuid(path, key, value))
         attr = path.attr
@@ -261,21 +389,25 @@ class WhereCompiler:
             )
         self._check_type(attr, value, plain_equality=True)
         if attr.checked_type == "date" and attr.indexed:
-            return SetSql(
-                "SELECT entity AS id FROM triples WHERE attr = ? AND vdate = ?",
-                [attr.id, values.parse_date_ms(value)],
+            return Rows(
+                "triples",
+                "entity",
+                "{p}attr = ? AND {p}vdate = ?",
+                (attr.id, values.parse_date_ms(value)),
             )
         vtype, vkey = values.key_of(value)
-        return SetSql(
-            "SELECT entity AS id FROM triples WHERE attr = ? AND vkey = ? AND vtype = ?",
-            [attr.id, vkey, vtype],
+        return Rows(
+            "triples",
+            "entity",
+            "{p}attr = ? AND {p}vkey = ? AND {p}vtype = ?",
+            (attr.id, vkey, vtype),
         )
 
-    def _equals(self, path: _Path, key: str, value: Any) -> SetSql:
+    def _equals(self, path: _Path, key: str, value: Any) -> Expr:
         self._check_operator_shape(key, value)
         return self._through_hops(path, self._equals_final(path, key, value))
 
-    def _operator(self, path: _Path, key: str, op: str, arg: Any) -> SetSql:
+    def _operator(self, path: _Path, key: str, op: str, arg: Any) -> Expr:
         if op == "$isNull":
             if not isinstance(arg, bool):
                 raise query_error(
@@ -291,10 +423,10 @@ class WhereCompiler:
             return self._like(path, key, op, arg)
         return self._compare(path, key, {op: arg})
 
-    def _in(self, path: _Path, key: str, arg: Any) -> SetSql:
+    def _in(self, path: _Path, key: str, arg: Any) -> Expr:
         if not isinstance(arg, list):
             raise query_error(f"The `$in` value for `{key}` must be a list.", self.where)
-        parts: list[SetSql] = []
+        parts: list[Expr] = []
         for item in arg:
             if item is None:
                 if path.attr is None or not path.attr.indexed:
@@ -307,24 +439,24 @@ class WhereCompiler:
             else:
                 parts.append(self._through_hops(path, self._equals_final(path, key, item)))
         if not parts:
-            return SetSql("SELECT NULL AS id WHERE 0")
+            return NOTHING
         return _combine("UNION", parts)
 
-    def _not_equal(self, path: _Path, key: str, arg: Any) -> SetSql:
+    def _not_equal(self, path: _Path, key: str, arg: Any) -> Expr:
         if arg is None:
             raise query_error(
                 f"The `$not` value for `{key}` can't be null. Use `$isNull` instead.", self.where
             )
         equal = self._equals_final(path, key, arg)
+        everything: Expr
         if path.is_id:
-            everything = self._all(path.etype)
+            everything = _all(path.etype)
         elif path.link is not None:
             everything = self._link_ids(path.link, None)
         else:
             assert path.attr is not None
-            everything = SetSql(
-                "SELECT entity AS id FROM triples WHERE attr = ? AND vtype != ?",
-                [path.attr.id, values.NULL],
+            everything = Rows(
+                "triples", "entity", "{p}attr = ? AND {p}vtype != ?", (path.attr.id, values.NULL)
             )
         # A value that differs, or no value at all (the server's isNull branch).
         differs = self._through_hops(path, _combine("EXCEPT", [everything, equal]))
@@ -343,23 +475,23 @@ class WhereCompiler:
             )
         return attr
 
-    def _compare(self, path: _Path, key: str, bounds: Mapping[str, Any]) -> SetSql:
+    def _compare(self, path: _Path, key: str, bounds: Mapping[str, Any]) -> Expr:
         attr = self._require_indexed_typed(path, "comparison operators")
         is_date = attr.checked_type == "date"
-        sql = "SELECT entity AS id FROM triples WHERE attr = ?"
+        conditions = "{p}attr = ?"
         params: list[Any] = [attr.id]
         for op, arg in bounds.items():
             self._check_type(attr, arg, plain_equality=False)
             if is_date:
-                sql += f" AND vdate {_COMPARISONS[op]} ?"
+                conditions += f" AND {{p}}vdate {_COMPARISONS[op]} ?"
                 params.append(values.parse_date_ms(arg, allow_words=True))
             else:
                 vtype, vkey = values.key_of(arg)
-                sql += f" AND vtype = ? AND vkey {_COMPARISONS[op]} ?"
+                conditions += f" AND {{p}}vtype = ? AND {{p}}vkey {_COMPARISONS[op]} ?"
                 params += [vtype, vkey]
-        return self._through_hops(path, SetSql(sql, params))
+        return self._through_hops(path, Rows("triples", "entity", conditions, tuple(params)))
 
-    def _like(self, path: _Path, key: str, op: str, arg: Any) -> SetSql:
+    def _like(self, path: _Path, key: str, op: str, arg: Any) -> Expr:
         name = f"{path.etype}.{path.last}"
         if not isinstance(arg, str):
             raise query_error(
@@ -372,10 +504,11 @@ class WhereCompiler:
             raise query_error(
                 f"The `{name}` attribute must have type `string` to use {op}.", self.where
             )
-        final = SetSql(
-            "SELECT entity AS id FROM triples WHERE attr = ? AND vtype = ? "
-            "AND instant_like(vkey, ?, ?)",
-            [attr.id, values.STRING, arg, int(op == "$ilike")],
+        final = Rows(
+            "triples",
+            "entity",
+            "{p}attr = ? AND {p}vtype = ? AND instant_like({p}vkey, ?, ?)",
+            (attr.id, values.STRING, arg, int(op == "$ilike")),
         )
         return self._through_hops(path, final)
 
@@ -402,14 +535,6 @@ class WhereCompiler:
                 f"`{_render(value)}` of type `{values.json_type(value)}`.",
                 self.where,
             )
-
-
-def _combine(operator: str, parts: list[SetSql]) -> SetSql:
-    if len(parts) == 1:
-        return parts[0]
-    sql = f" {operator} ".join(f"SELECT id FROM ({part.sql})" for part in parts)
-    params = [p for part in parts for p in part.params]
-    return SetSql(sql, params)
 
 
 def compile_where(
