@@ -78,8 +78,9 @@ class StreamStore:
         self.root = root
         if _private_dir(root):
             _fsync_dir(root.parent)
-        self._secret = self._load_secret()
         legacy = root.parent / _LEGACY_FILE
+        # Stream file URLs handed out by the previous version stay valid: its key is kept.
+        self._secret = self._load_secret(_legacy_secret(legacy) if legacy.exists() else None)
         if legacy.exists():
             self._import_legacy(legacy)
 
@@ -166,15 +167,10 @@ class StreamStore:
         """Copy the parts an earlier version kept in SQLite into files, then remove it.
 
         Parts are rewritten whole, so an import cut short by a crash just runs again.
-        Stream file URLs handed out before stay valid: the old key is kept.
         """
         conn = sqlite3.connect(str(legacy), isolation_level=None)
         try:
             tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-            if "settings" in tables:
-                row = conn.execute("SELECT value FROM settings WHERE key = 'url-secret'").fetchone()
-                if row is not None and not (self.root / _SECRET_FILE).exists():
-                    self._secret = self._load_secret(fallback=str(row[0]))
             if "chunks" in tables:
                 rows = conn.execute(
                     "SELECT stream_id, part, data FROM chunks ORDER BY stream_id, start"
@@ -197,6 +193,19 @@ class StreamStore:
 
     def _rewrite_part(self, stream_id: str, index: int, data: bytes) -> None:
         self.append(stream_id, [Piece(index, 0, data)])
+
+
+def _legacy_secret(legacy: Path) -> str | None:
+    """The URL key the previous version's store kept, if it has one."""
+    conn = sqlite3.connect(str(legacy), isolation_level=None)
+    try:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        if "settings" not in tables:
+            return None
+        row = conn.execute("SELECT value FROM settings WHERE key = 'url-secret'").fetchone()
+        return str(row[0]) if row is not None else None
+    finally:
+        conn.close()
 
 
 def _trim_to_character(path: Path, size: int) -> int:

@@ -295,8 +295,9 @@ class LiveStreams:
             writer.emit({"op": "append-failed", "stream-id": stream.id})
             return False
         stream.add(placed)
-        content = "".join(append.text for append in appends)
-        self._to_readers(stream, {"offset": start, "content": content})
+        if stream.readers:
+            content = "".join(append.text for append in appends)
+            self._to_readers(stream, {"offset": start, "content": content})
         return True
 
     async def _finish(self, stream: LiveStream, writer: Session, abort_reason: str | None) -> None:

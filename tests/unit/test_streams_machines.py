@@ -17,6 +17,7 @@ from instantdb._protocol.streams import (
     ReaderMachine,
     Segment,
     StreamCorruptedError,
+    Text,
     WriterMachine,
     session_ids,
 )
@@ -49,6 +50,11 @@ def started(w: WriterMachine, offset: int = 0) -> list[dict[str, Any]]:
 def take(w: WriterMachine, budget: int = 4 * APPEND_LIMIT) -> list[dict[str, Any]]:
     """What the session would push now."""
     return w.take(budget)
+
+
+def texts(append: dict[str, Any]) -> list[str]:
+    """An append's chunks as text (the machine keeps them as UTF-8 `Text`)."""
+    return [str(chunk) for chunk in append["chunks"]]
 
 
 def flushed(offset: int, done: bool = False) -> dict[str, Any]:
@@ -93,7 +99,7 @@ def test_writer_starts_then_appends_at_growing_offsets_then_finishes() -> None:
             "client-event-id": "e2",
             "op": "append-stream",
             "stream-id": S,
-            "chunks": ["Hello"],
+            "chunks": [Text(b"Hello")],
             "offset": 0,
             "done": False,
         }
@@ -101,12 +107,12 @@ def test_writer_starts_then_appends_at_growing_offsets_then_finishes() -> None:
     assert take(w) == []  # nothing new
     w.write(" wör")
     [a] = take(w)
-    assert (a["chunks"], a["offset"]) == ([" wör"], 5)
+    assert (texts(a), a["offset"]) == ([" wör"], 5)
     w.write(b"ld!")
     w.finish()
     w.finish()  # idempotent
     [last] = take(w)  # the last bytes and the end, together
-    assert (last["chunks"], last["offset"], last["done"]) == (["ld!"], 10, True)
+    assert (texts(last), last["offset"], last["done"]) == (["ld!"], 10, True)
     assert "abort-reason" not in last
     assert take(w) == []
     assert not w.finished
@@ -124,8 +130,8 @@ def test_writes_made_while_a_push_is_out_go_together_in_the_next() -> None:
     for chunk in ("b", "cd", "€", "f"):
         w.write(chunk)
     [batched] = take(w)
-    assert (first["chunks"], first["offset"]) == (["a"], 0)
-    assert (batched["chunks"], batched["offset"]) == (["bcd€f"], 1)
+    assert (texts(first), first["offset"]) == (["a"], 0)
+    assert (texts(batched), batched["offset"]) == (["bcd€f"], 1)
     assert w.total_bytes == 8
 
 
@@ -135,16 +141,16 @@ def test_a_push_carries_at_most_its_budget_in_appends_of_at_most_the_limit() -> 
     # "é" is two bytes: no cut may fall inside one.
     w.write("é" * (APPEND_LIMIT + 7))
     push = take(w, budget=APPEND_LIMIT + 9)
-    sizes = [len("".join(m["chunks"]).encode()) for m in push]
+    sizes = [len("".join(texts(m)).encode()) for m in push]
     assert sizes == [APPEND_LIMIT, 8]
     assert [m["offset"] for m in push] == [0, APPEND_LIMIT]
     rest = take(w)
     assert [m["offset"] for m in rest] == [APPEND_LIMIT + 8, 2 * APPEND_LIMIT + 8]
-    assert sum(len("".join(m["chunks"]).encode()) for m in push + rest) == w.total_bytes
+    assert sum(len("".join(texts(m)).encode()) for m in push + rest) == w.total_bytes
     # A character longer than the budget still goes whole: a push always makes progress.
     w.write("😀")
     [emoji] = take(w, budget=1)
-    assert emoji["chunks"] == ["😀"]
+    assert texts(emoji) == ["😀"]
 
 
 def test_room_runs_out_at_the_buffer_limit_and_comes_back_with_flushes() -> None:
@@ -175,7 +181,7 @@ def test_finish_before_the_start_is_confirmed_sends_done_once_it_is() -> None:
     )
     [done] = take(w)
     assert done["done"] is True
-    assert done["chunks"] == []
+    assert texts(done) == []
     assert done["offset"] == 0
     assert done["abort-reason"] == "user cancelled"
 
@@ -200,7 +206,7 @@ def test_bytes_may_split_a_character_across_writes() -> None:
     assert take(w) == []  # nothing whole to send yet
     w.write(euro[1:] + b"!")
     [m] = take(w)
-    assert m["chunks"] == ["€!"]
+    assert texts(m) == ["€!"]
     assert m["offset"] == 0
     assert w.total_bytes == 4
 
@@ -255,7 +261,7 @@ def test_new_session_resumes_from_the_durable_offset_and_resends_the_rest() -> N
         }
     )
     [resend] = take(w)
-    assert (resend["chunks"], resend["offset"], resend["done"]) == (["ld!?"], 9, False)
+    assert (texts(resend), resend["offset"], resend["done"]) == (["ld!?"], 9, False)
     w.write("x")
     [nxt] = take(w)
     assert nxt["offset"] == 13
@@ -297,7 +303,7 @@ def test_append_error_or_append_failed_restarts_and_resends(trigger: Any) -> Non
         }
     )
     [resend] = take(w)
-    assert (resend["chunks"], resend["offset"]) == (["abcd"], 0)
+    assert (texts(resend), resend["offset"]) == (["abcd"], 0)
     assert w.error is None
 
 
@@ -426,7 +432,7 @@ def test_resends_reassemble_exactly_the_text_written(
     def push(budget: int) -> None:
         for m in w.take(budget):
             assert m["offset"] == len(server)
-            server.extend("".join(m["chunks"]).encode())
+            server.extend("".join(texts(m)).encode())
 
     started(w)
     for chunk in chunks:
