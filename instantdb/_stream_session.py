@@ -369,6 +369,7 @@ class SyncSession(_SessionBase):
                 failure = error
         finally:
             timer.cancel()
+            timer.join()  # a cancelled timer's thread ends at once; none outlives the session
             with self._cond:
                 self._source = None
                 if generation is not None and self._current(generation):

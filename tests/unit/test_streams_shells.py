@@ -34,7 +34,7 @@ class FakeStreamServer:
         self.confirm_starts = True
         self.drop_after_appends: int | None = None
         self.file_bytes: bytes | None = None  # serve this much as a finished file
-        self.cut_reads_after: int | None = None  # bytes of live content before a drop
+        self.cut_reads_after: int | None = None  # live content sent before going quiet
         self.ack_appends = False  # send stream-flushed after each append
         self.appends = 0
         # Set to an event: the next push with an append waits until it is set.
@@ -159,8 +159,7 @@ class FakeStreamServer:
                 self.cut_reads_after = None
                 reply["content"] = text.decode()
                 source.put(event(reply))
-                source.put(None)
-                return
+                return  # nothing more on this session: the test drops it
             reply["content"] = text.decode()
             if self.done:
                 reply["done"] = True
@@ -481,7 +480,20 @@ def test_reader_resumes_after_a_drop_without_duplicates(
     server.done = True
     server.cut_reads_after = 37  # inside a two-byte character
     db = harness.make()
-    chunks, reader = read_all(harness, db, client_id="c1")
+
+    def sync() -> Any:
+        with db.streams.read(client_id="c1") as reader:
+            first = next(reader)
+            server.sessions[-1].put(None)  # the connection drops once that much was read
+            return [first, *reader], reader
+
+    async def asynchronous() -> Any:
+        async with db.streams.read(client_id="c1") as reader:
+            first = await anext(reader)
+            server.sessions[-1].put(None)
+            return [first, *[chunk async for chunk in reader]], reader
+
+    chunks, reader = run(harness, sync, asynchronous)
     assert "".join(chunks) == text
     assert reader.byte_offset == len(text.encode())
     subscribes = [m for m in messages(server) if m["op"] == "subscribe-stream"]
