@@ -9,20 +9,31 @@ streams move bytes.
   with ``--quick``), each change waited for before the next so none is coalesced. The
   baseline is a plain ``db.query`` round trip on the same server; the target is a p50
   under 50 ms on loopback.
-- **Stream throughput**, both clients: MB/s written (``streams.write`` until the server
-  confirmed the end durable) and read (``streams.read`` of the finished stream). The
-  baselines are raw httpx doing the same I/O by hand: the same chunks pushed as
-  ``append-stream`` messages on a session opened with plain httpx, and plain GETs of the
-  stream's part files.
+- **Stream throughput**, both clients, against ``instantdb-local serve`` in its own
+  process (so client and server do not share a GIL): MiB/s written (``streams.write`` of
+  100 MiB, until the server confirmed the end durable) and read (``streams.read`` of the
+  finished stream, every byte checked by SHA-256), once in 64 KiB writes and once in
+  1 KiB writes (an LLM's token stream). The baseline is a raw loopback HTTP upload of
+  the same bytes to the same server in the same run (``httpx`` PUT to
+  ``/admin/storage/upload``, 64 KiB pieces, best of three). ``--quick``: 4 MiB and 1 MiB.
+- **Writer memory**: the peak of the client's traced allocations while ``Instant``
+  writes 32 MiB (4 MiB with ``--quick``) as fast as it can, against the bound its write
+  buffer promises.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import hashlib
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+import tracemalloc
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,24 +45,19 @@ from instantdb_local.instance import AppCredentials
 
 TARGET_P50 = 0.050
 WAIT = 10.0
-MB = 1_000_000
+
+
+MiB = 1024 * 1024
 
 
 def run(quick: bool) -> list[Result]:
     changes = 30 if quick else 500
-    stream_bytes = 256 * 1024 if quick else 8 * 1024 * 1024
     results: list[Result] = []
     with LocalServer() as server:
         app = server.create_app(title="bench-live")
         results.extend(_latency_results("Instant", _sync_latency(app, changes)))
         results.extend(_latency_results("AsyncInstant", asyncio.run(_async_latency(app, changes))))
-        text = _stream_text(stream_bytes)
-        results.extend(_throughput_results("Instant", _sync_streams(app, text), len(text.encode())))
-        results.extend(
-            _throughput_results(
-                "AsyncInstant", asyncio.run(_async_streams(app, text)), len(text.encode())
-            )
-        )
+    results.extend(_stream_results(quick))
     return results
 
 
@@ -205,22 +211,70 @@ def _latency_results(kind: str, measured: _Latency) -> list[Result]:
 
 # -- stream throughput ------------------------------------------------------------------
 
+# (write size, stream size) for full and quick runs.
+STREAM_RUNS = {
+    False: [(64 * 1024, 100 * MiB), (1024, 100 * MiB)],
+    True: [(64 * 1024, 4 * MiB), (1024, MiB)],
+}
+MEMORY_STREAM = {False: 32 * MiB, True: 4 * MiB}
+MEMORY_BOUND = 32 * MiB
+"""What a writer may hold at once: its write buffer (8 MiB) and the pushes being
+encoded, with room to spare; a writer that kept everything would hold the whole stream."""
+START_TIMEOUT = 30.0
+
+
+class _ServerProcess:
+    """``instantdb-local serve --port 0`` in a temporary data dir, on 127.0.0.1."""
+
+    def __init__(self, root: Path) -> None:
+        project = root / "project"
+        project.mkdir()
+        command = [sys.executable, "-m", "instantdb_local", "serve", "--port", "0"]
+        command += ["--data", str(root / "data"), "--project", str(project)]
+        command += ["--log-level", "warning"]
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        exports: dict[str, str] = {}
+        deadline = time.monotonic() + START_TIMEOUT
+        assert self.process.stdout is not None
+        while len(exports) < 3:
+            line = self.process.stdout.readline()
+            if not line or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("instantdb-local serve did not start")
+            if line.startswith("export "):
+                key, _, value = line[len("export ") :].strip().partition("=")
+                exports[key] = value.strip("'\"")
+        self.app = AppCredentials(
+            exports["INSTANT_APP_ID"],
+            exports["INSTANT_APP_ADMIN_TOKEN"],
+            exports["INSTANT_API_URI"],
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
 
 def _stream_text(size: int) -> str:
-    """About ``size`` UTF-8 bytes of text, multi-byte characters included."""
+    """``size`` UTF-8 bytes of text (cut back to a whole character), multi-byte
+    characters included."""
     piece = "The quick brown fox jumps over the lazy dog; naïve café ✓ 😀\n"
     return (piece * (size // len(piece.encode()) + 1)).encode()[:size].decode("utf-8", "ignore")
 
 
-CHUNK_BYTES = 64 * 1024
-
-
-def _chunks(text: str) -> list[str]:
-    data, out, start = text.encode(), [], 0
+def _chunks(data: bytes, size: int) -> list[str]:
+    """``data`` in writes of about ``size`` bytes, never splitting a character."""
+    out, start = [], 0
     while start < len(data):
-        end = min(len(data), start + CHUNK_BYTES)
+        end = min(len(data), start + size)
         while end < len(data) and (data[end] & 0xC0) == 0x80:
-            end += 1  # never split a character: chunks are sent as JSON strings
+            end += 1
         out.append(data[start:end].decode())
         start = end
     return out
@@ -228,146 +282,149 @@ def _chunks(text: str) -> list[str]:
 
 class _Timings:
     def __init__(self) -> None:
-        self.write = self.read = self.raw_write = self.raw_read = float("nan")
+        self.write = self.read = float("nan")
 
 
-def _sync_streams(app: AppCredentials, text: str) -> _Timings:
+def _sync_stream(app: AppCredentials, chunks: list[str], digest: str) -> _Timings:
     timings = _Timings()
-    chunks = _chunks(text)
-    with Instant(**_arguments(app)) as db:
+    with Instant(**_arguments(app), timeout=WAIT * 6) as db:
         client_id = f"bench-{uuid.uuid4()}"
         started = time.perf_counter()
-        with db.streams.write(client_id=client_id) as writer:
+        with db.streams.write(client_id=client_id, timeout=WAIT * 6) as writer:
             for chunk in chunks:
                 writer.write(chunk)
         timings.write = time.perf_counter() - started
+        read = hashlib.sha256()
         started = time.perf_counter()
-        with db.streams.read(client_id=client_id) as reader:
-            got = "".join(reader)
+        with db.streams.read(client_id=client_id, as_bytes=True) as reader:
+            for data in reader:
+                read.update(data)
         timings.read = time.perf_counter() - started
-        if got != text:
-            raise RuntimeError("the stream read back differs from what was written")
-    timings.raw_write, timings.raw_read = _raw_streams(app, chunks, len(text.encode()))
+    if read.hexdigest() != digest:
+        raise RuntimeError("the stream read back differs from what was written")
     return timings
 
 
-async def _async_streams(app: AppCredentials, text: str) -> _Timings:
+async def _async_stream(app: AppCredentials, chunks: list[str], digest: str) -> _Timings:
     timings = _Timings()
-    chunks = _chunks(text)
-    async with AsyncInstant(**_arguments(app)) as db:
+    async with AsyncInstant(**_arguments(app), timeout=WAIT * 6) as db:
         client_id = f"bench-{uuid.uuid4()}"
         started = time.perf_counter()
-        async with db.streams.write(client_id=client_id) as writer:
+        async with db.streams.write(client_id=client_id, timeout=WAIT * 6) as writer:
             for chunk in chunks:
                 await writer.write(chunk)
         timings.write = time.perf_counter() - started
+        read = hashlib.sha256()
         started = time.perf_counter()
-        async with db.streams.read(client_id=client_id) as reader:
-            got = "".join([part async for part in reader])
+        async with db.streams.read(client_id=client_id, as_bytes=True) as reader:
+            async for data in reader:
+                read.update(data)
         timings.read = time.perf_counter() - started
-        if got != text:
-            raise RuntimeError("the stream read back differs from what was written")
-    loop = asyncio.get_running_loop()
-    timings.raw_write, timings.raw_read = await loop.run_in_executor(
-        None, _raw_streams, app, chunks, len(text.encode())
-    )
+    if read.hexdigest() != digest:
+        raise RuntimeError("the stream read back differs from what was written")
     return timings
 
 
-def _raw_streams(app: AppCredentials, chunks: list[str], size: int) -> tuple[float, float]:
-    """The same stream written and read with plain httpx speaking the protocol by hand,
-    each timed from opening its session as the SDK's are: seconds to write it (until the
-    final flush) and to read it (subscribe, then GET its part files)."""
-    headers = {"app-id": app.app_id, "authorization": f"Bearer {app.admin_token}"}
-    with httpx.Client(base_url=app.api_uri, headers=headers, timeout=WAIT * 3) as http:
+def _pieces(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(data), size):
+        yield bytes(view[start : start + size])
+
+
+def _raw_upload(app: AppCredentials, data: bytes) -> float:
+    """Seconds to PUT ``data`` to ``/admin/storage/upload`` with plain httpx (stored and
+    fsynced by the server before it answers)."""
+    headers = {
+        "app-id": app.app_id,
+        "authorization": f"Bearer {app.admin_token}",
+        "path": f"bench/{uuid.uuid4()}.txt",
+        "content-length": str(len(data)),
+    }
+    with httpx.Client(timeout=WAIT * 6) as http:
         started = time.perf_counter()
-        writer = _RawSession(http, app.app_id)
-        try:
-            token = str(uuid.uuid4())
-            writer.push(
-                {"op": "start-stream", "client-id": f"raw-{token}", "reconnect-token": token}
-            )
-            stream_id = writer.next_op("start-stream-ok")["stream-id"]
-            offset = 0
-            for chunk in chunks:
-                append = {"stream-id": stream_id, "chunks": [chunk], "offset": offset}
-                writer.push({"op": "append-stream", **append, "done": False})
-                offset += len(chunk.encode())
-            done = {"stream-id": stream_id, "chunks": [], "offset": offset, "done": True}
-            writer.push({"op": "append-stream", **done})
-            while not writer.next_op("stream-flushed").get("done"):
-                pass
-        finally:
-            writer.close()
-        raw_write = time.perf_counter() - started
-
-        started = time.perf_counter()
-        reader = _RawSession(http, app.app_id)
-        try:
-            reader.push({"op": "subscribe-stream", "stream-id": stream_id})
-            files = reader.next_op("stream-append")["files"]
-            received = sum(len(http.get(part["url"]).content) for part in files)
-        finally:
-            reader.close()
-        raw_read = time.perf_counter() - started
-    if received != size:
-        raise RuntimeError(f"the raw read got {received} of {size} bytes")
-    return raw_write, raw_read
-
-
-class _RawSession:
-    """``/admin/sse`` read in the caller's thread, ``/admin/sse/push`` posted on another
-    connection; events wait in the socket until read."""
-
-    def __init__(self, http: httpx.Client, app_id: str) -> None:
-        self._http = http
-        self._app_id = app_id
-        self._response = http.send(
-            http.build_request("POST", "/admin/sse", params={"app_id": app_id}, json={}),
-            stream=True,
+        answer = http.put(
+            f"{app.api_uri}/admin/storage/upload", content=_pieces(data), headers=headers
         )
-        self._lines = self._response.iter_lines()
-        init = self.next_op("sse-init")
-        self._ids = {
-            key.replace("-", "_"): init[key] for key in ("machine-id", "session-id", "sse-token")
-        }
-
-    def push(self, message: dict[str, Any]) -> None:
-        body = {**self._ids, "messages": [{"client-event-id": str(uuid.uuid4()), **message}]}
-        answer = self._http.post("/admin/sse/push", params={"app_id": self._app_id}, json=body)
-        answer.raise_for_status()
-
-    def next_op(self, op: str) -> dict[str, Any]:
-        for line in self._lines:  # bounded by the client's read timeout
-            if not line.startswith("data:"):
-                continue
-            event: dict[str, Any] = json.loads(line[len("data:") :])
-            if event.get("op") == "error":
-                raise RuntimeError(f"the raw session got an error: {event}")
-            if event.get("op") == op:
-                return event
-        raise RuntimeError(f"the raw session ended before {op!r}")
-
-    def close(self) -> None:
-        self._response.close()
+        elapsed = time.perf_counter() - started
+    answer.raise_for_status()
+    if answer.json()["data"]["size"] != len(data):
+        raise RuntimeError("the raw upload stored a different size")
+    return elapsed
 
 
-def _throughput_results(kind: str, timings: _Timings, size: int) -> list[Result]:
+def _writer_memory(app: AppCredentials, chunks: list[str]) -> int:
+    """Peak traced allocations (bytes) while `Instant` writes ``chunks`` as one stream."""
+    with Instant(**_arguments(app), timeout=WAIT * 6) as db:
+        tracemalloc.start()
+        try:
+            baseline, _ = tracemalloc.get_traced_memory()
+            tracemalloc.reset_peak()
+            with db.streams.write(client_id=f"memory-{uuid.uuid4()}", timeout=WAIT * 6) as writer:
+                for chunk in chunks:
+                    writer.write(chunk)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    return peak - baseline
+
+
+def _stream_results(quick: bool) -> list[Result]:
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bench-live-") as root:
+        server = _ServerProcess(Path(root))
+        try:
+            app = server.app
+            _raw_upload(app, b"warm up: the first upload makes the blob directory")
+            for write_size, stream_size in STREAM_RUNS[quick]:
+                data = _stream_text(stream_size).encode()
+                digest = hashlib.sha256(data).hexdigest()
+                chunks = _chunks(data, write_size)
+                raw = min(_raw_upload(app, data) for _ in range(3))
+                sync = _sync_stream(app, chunks, digest)
+                async_ = asyncio.run(_async_stream(app, chunks, digest))
+                results.extend(_throughput_results(len(data), write_size, raw, sync, async_))
+            memory_data = _stream_text(MEMORY_STREAM[quick]).encode()
+            peak = _writer_memory(app, _chunks(memory_data, 64 * 1024))
+        finally:
+            server.stop()
+    results.append(
+        Result(
+            f"Instant streams.write of {len(memory_data) // MiB} MiB: peak traced memory / bound",
+            peak / MiB,
+            MEMORY_BOUND / MiB,
+            unit=" MiB",
+            target_ratio=1.0,
+            note="64 KiB writes, as fast as the writer takes them",
+        )
+    )
+    return results
+
+
+def _throughput_results(
+    size: int, write_size: int, raw: float, sync: _Timings, async_: _Timings
+) -> list[Result]:
     def rate(seconds: float) -> float:
-        return size / seconds / MB
+        return size / seconds / MiB
 
-    return [
-        Result(
-            f"{kind} streams.write MB/s / raw httpx pushes of the same chunks",
-            rate(timings.write),
-            rate(timings.raw_write),
-            unit=" MB/s",
-            note=f"{size / MB:.2f} MB in {CHUNK_BYTES // 1024} KiB chunks, durable at the end",
-        ),
-        Result(
-            f"{kind} streams.read MB/s / raw httpx GETs of the part files",
-            rate(timings.read),
-            rate(timings.raw_read),
-            unit=" MB/s",
-        ),
-    ]
+    label = f"{size // MiB} MiB in {write_size // 1024} KiB writes"
+    note = f"raw upload {rate(raw):.0f} MiB/s"
+    results = []
+    for kind, timings in (("Instant", sync), ("AsyncInstant", async_)):
+        results.append(
+            Result(
+                f"{kind} streams.write MiB/s / raw HTTP upload, {label}",
+                rate(timings.write),
+                rate(raw),
+                unit=" MiB/s",
+                note=f"{note}; durable at the end",
+            )
+        )
+        results.append(
+            Result(
+                f"{kind} streams.read MiB/s / raw HTTP upload, {label}",
+                rate(timings.read),
+                rate(raw),
+                unit=" MiB/s",
+            )
+        )
+    return results

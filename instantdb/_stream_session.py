@@ -1,15 +1,18 @@
 """The session transport of streams (wire protocol §7.1), sync and async.
 
 A session reads ``POST /admin/sse`` in the background (a named daemon thread, or a
-task) and pushes messages with ``POST /admin/sse/push``. It feeds a writer or reader
-machine (the *handler*) and sends whatever the handler returns. Pushes are serialised
-and batched: messages queued while a push is in flight go together in the next one.
-Messages queued for a session that has since been replaced are dropped; the handler
-regenerates what is needed when the new session opens.
+task) and feeds a writer or reader machine (the *handler*) every message. A second
+thread (or task), the *pusher*, sends what there is to say with ``POST /admin/sse/push``,
+one push at a time: the control messages queued meanwhile and whatever the handler has
+to send (`Handler.take`) go together in the next push, as the JS SDK batches. Callers
+never wait for a push: they change the handler and wake the pusher. Messages queued for
+a session that has since been replaced are dropped; the handler regenerates what is
+needed when the new session opens.
 
-A dropped session is reopened with `ReconnectSchedule`; a terminal failure (or
-`MAX_PUSH_FAILURES` failed pushes in a row) fails the handler. A session that sends no
-``sse-init`` within `SSE_INIT_TIMEOUT` seconds is dropped and reopened.
+A dropped session is reopened with `ReconnectSchedule`; a failed push drops the session
+at once (the next one resynchronises); a terminal failure (or `MAX_PUSH_FAILURES`
+failed pushes in a row) fails the handler. A session that sends no ``sse-init`` within
+`SSE_INIT_TIMEOUT` seconds is dropped and reopened.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from ._protocol.reconnect import ReconnectSchedule, TransientError, is_terminal
 from ._protocol.streams import (
     APPEND_LIMIT,
     SessionIds,
-    message_bytes,
     push_request,
     session_ids,
     session_request,
@@ -43,9 +45,9 @@ __all__ = ["SSE_INIT_TIMEOUT", "AsyncSession", "Handler", "SyncSession"]
 SSE_INIT_TIMEOUT = 10.0
 MAX_PUSH_FAILURES = 5
 PUSH_LIMIT = 4 * APPEND_LIMIT
-"""Bytes of text one push carries at most (messages queued beyond it go in the next)."""
+"""Bytes of text one push carries at most (the rest goes in the next)."""
 STOP_TIMEOUT = 5.0
-"""Seconds `stop` waits for the background reader to end."""
+"""Seconds `stop` waits for queued messages to go out, and for its workers to end."""
 
 Message = dict[str, Any]
 T = TypeVar("T")
@@ -57,11 +59,16 @@ class Handler(Protocol):
     @property
     def finished(self) -> bool: ...
 
+    @property
+    def has_unsent(self) -> bool: ...
+
     def on_session_open(self) -> list[Message]: ...
 
     def on_session_lost(self) -> None: ...
 
     def on_message(self, message: Any) -> list[Message]: ...
+
+    def take(self, budget: int) -> list[Message]: ...
 
     def fail(self, error: InstantError) -> None: ...
 
@@ -79,6 +86,10 @@ def _init_error() -> TransientError:
     return TransientError(
         f"the server sent no sse-init within {SSE_INIT_TIMEOUT:g} s of opening the stream session"
     )
+
+
+def _push_error() -> TransientError:
+    return TransientError("a push to the stream session failed; reopening it")
 
 
 class _SessionBase:
@@ -101,26 +112,35 @@ class _SessionBase:
         self._generation = 0
         self._ids: SessionIds | None = None
         self._stopping = False
+        self._pushing = False
         self._push_failures = 0
         self._attempts = 0
 
-    def _enqueue(self, messages: list[Message]) -> None:
-        self._outbox.extend((self._generation, message) for message in messages)
+    def _enqueue(self, messages: list[Message] | None) -> None:
+        if messages:
+            self._outbox.extend((self._generation, message) for message in messages)
+
+    @property
+    def _has_work(self) -> bool:
+        """Whether the pusher has something to send on the current session."""
+        if self._ids is None:
+            return False
+        current = self._generation
+        return self.handler.has_unsent or any(gen == current for gen, _ in self._outbox)
+
+    @property
+    def _idle(self) -> bool:
+        return not self._pushing and not self._has_work
 
     def _take_batch(self) -> tuple[list[Message], SessionIds | None]:
-        """The next push: queued messages of the current session, up to `PUSH_LIMIT`
-        bytes of text (at least one message); the rest wait for the next push."""
-        current = [
-            message for generation, message in self._outbox if generation == self._generation
-        ]
-        batch: list[Message] = []
-        size = 0
-        for message in current:
-            size += message_bytes(message)
-            if batch and size > PUSH_LIMIT:
-                break
-            batch.append(message)
-        self._outbox = [(self._generation, message) for message in current[len(batch) :]]
+        """The next push: the queued messages of the current session, then what the
+        handler has to send, up to `PUSH_LIMIT` bytes of text."""
+        current = self._generation
+        batch = [message for generation, message in self._outbox if generation == current]
+        self._outbox = []
+        if self._ids is None:
+            return [], None
+        batch.extend(self.handler.take(PUSH_LIMIT))
         for message in batch:
             self._log.debug("[send] %s %s", message.get("client-event-id"), message)
         return batch, self._ids
@@ -150,6 +170,11 @@ class _SessionBase:
         self._generation += 1
         self.handler.on_session_lost()
 
+    def _current(self, generation: int) -> bool:
+        """Whether the session opened as ``generation`` is still the live one (a failed
+        push drops it before its event stream ends)."""
+        return self._ids is not None and self._generation == generation
+
     def _retry_delay(self, error: InstantError) -> float | None:
         """Seconds before reopening, or None when the handler has been failed."""
         if self._stopping or self.handler.finished:
@@ -163,7 +188,8 @@ class _SessionBase:
         self._log.info("[sse][reconnect] attempt=%d delay=%.2f", self._attempts, delay)
         return delay
 
-    def _push_failed(self, error: InstantError) -> None:
+    def _push_failed(self, error: InstantError, ids: SessionIds) -> bool:
+        """Count a failed push; drop its session (True) if it is still the live one."""
         self._push_failures += 1
         self._log.error("[error] push failed: %s", describe(error))
         if isinstance(error, InstantAPIError) and error.status == 413:
@@ -181,6 +207,11 @@ class _SessionBase:
                     f"last error: {error}"
                 )
             )
+        if self._ids is not ids:
+            return False
+        # What the server got of this session is unknown: the next one resynchronises.
+        self._lost()
+        return True
 
     @property
     def _done(self) -> bool:
@@ -188,7 +219,8 @@ class _SessionBase:
 
 
 class SyncSession(_SessionBase):
-    """A session read by a background thread; `act` and `wait_for` from any thread."""
+    """A session read by a background thread and pushed by another; `act` and
+    `wait_for` from any thread."""
 
     def __init__(
         self,
@@ -204,10 +236,10 @@ class SyncSession(_SessionBase):
         super().__init__(settings, handler, log, clock=clock, random=random)
         self._transport = transport
         self._cond = threading.Condition()
-        self._send_lock = threading.Lock()
         self._wake = threading.Event()
         self._source: SyncEventSource | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._pusher = threading.Thread(target=self._push_loop, name=f"{name}-push", daemon=True)
         self._started = False
 
     def start(self) -> None:
@@ -216,13 +248,14 @@ class SyncSession(_SessionBase):
                 return
             self._started = True
         self._thread.start()
+        self._pusher.start()
 
-    def act(self, action: Callable[[], list[Message]]) -> None:
-        """Run a handler action under the session's lock and push what it returns."""
+    def act(self, action: Callable[[], list[Message] | None]) -> None:
+        """Run a handler action under the session's lock; the pusher sends the result
+        (and anything the action gave the handler to send)."""
         with self._cond:
             self._enqueue(action())
             self._cond.notify_all()
-        self._flush()
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
         """Wait until ``predicate()`` (checked under the lock) holds; False on timeout."""
@@ -235,38 +268,58 @@ class SyncSession(_SessionBase):
             return view(*args)
 
     def stop(self) -> None:
-        """End the session and join the reader thread (bounded)."""
+        """Send what is queued (bounded), end the session and join its threads."""
         with self._cond:
             if self._started and not self._stopping:
                 self._log.info("[sse][close]")
+                # An unsubscribe queued just before still goes out.
+                self._cond.wait_for(lambda: self._idle, STOP_TIMEOUT)
             self._stopping = True
             source = self._source
             self._cond.notify_all()
         self._wake.set()
         if source is not None:
             source.abort()
-        if self._started and self._thread is not threading.current_thread():
-            self._thread.join(STOP_TIMEOUT)
+        if self._started:
+            deadline = time.monotonic() + STOP_TIMEOUT
+            for thread in (self._thread, self._pusher):
+                if thread is not threading.current_thread():
+                    thread.join(max(0.0, deadline - time.monotonic()))
 
-    def _flush(self) -> None:
-        with self._send_lock:
-            while True:
-                with self._cond:
+    def _push_loop(self) -> None:
+        try:
+            self._push_all()
+        except BaseException as exc:  # a bug must surface in the caller, not vanish
+            with self._cond:
+                self.handler.fail(InstantError(f"the stream session failed: {exc!r}"))
+                self._cond.notify_all()
+            raise
+
+    def _push_all(self) -> None:
+        while True:
+            with self._cond:
+                batch, ids = self._take_batch()
+                while not batch or ids is None:
+                    if self._stopping:
+                        return
+                    self._cond.wait()
                     batch, ids = self._take_batch()
-                if not batch or ids is None:
-                    return
-                try:
-                    self._transport.run(_push_call(self._settings, ids, batch))
-                except InstantError as error:
-                    with self._cond:
-                        self._push_failed(error)
-                        source = self._source if self._ids is ids else None
-                        self._cond.notify_all()
-                    if source is not None:
-                        source.abort()  # reopen: the new session resynchronises
-                    return
+                self._pushing = True
+            try:
+                self._transport.run(_push_call(self._settings, ids, batch))
+            except InstantError as error:
                 with self._cond:
-                    self._push_failures = 0
+                    self._pushing = False
+                    dropped = self._push_failed(error, ids)
+                    source = self._source if dropped else None
+                    self._cond.notify_all()
+                if source is not None:
+                    source.abort()  # its reader reopens the session
+                continue
+            with self._cond:
+                self._pushing = False
+                self._push_failures = 0
+                self._cond.notify_all()
 
     def _run(self) -> None:
         try:
@@ -291,28 +344,35 @@ class SyncSession(_SessionBase):
         timer.name = f"{self._thread.name}-init-timeout"
         timer.daemon = True
         timer.start()
+        generation: int | None = None
         failure: InstantError
         try:
             for message in source.messages():
                 with self._cond:
                     if self._done:
                         return None
-                    if self._ids is None:
+                    if generation is None:
                         timer.cancel()
                         self._hinted(source.retry_ms)
                         self._opened(message)
+                        generation = self._generation
+                    elif not self._current(generation):
+                        raise _push_error()
                     else:
                         self._enqueue(self.handler.on_message(message))
                     self._cond.notify_all()
-                self._flush()
             failure = TransientError("the stream session ended")  # pragma: no cover
         except InstantError as error:
-            failure = error if timer.is_alive() or self._ids is not None else _init_error()
+            if generation is None and not timer.is_alive():
+                failure = _init_error()
+            else:
+                failure = error
         finally:
             timer.cancel()
+            timer.join()  # a cancelled timer's thread ends at once; none outlives the session
             with self._cond:
                 self._source = None
-                if self._ids is not None:
+                if generation is not None and self._current(generation):
                     self._lost()
                 self._cond.notify_all()
             source.close()
@@ -321,7 +381,8 @@ class SyncSession(_SessionBase):
 
 
 class AsyncSession(_SessionBase):
-    """A session read by a background task; everything else in the same event loop."""
+    """A session read by a background task and pushed by another; everything else in
+    the same event loop."""
 
     def __init__(
         self,
@@ -337,19 +398,26 @@ class AsyncSession(_SessionBase):
         super().__init__(settings, handler, log, clock=clock, random=random)
         self._transport = transport
         self._name = name
-        self._send_lock = asyncio.Lock()
         self._changed = asyncio.Event()
+        self._push_wanted = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._pusher: asyncio.Task[None] | None = None
         self._crash: BaseException | None = None
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
+            loop = asyncio.get_running_loop()
+            self._task = loop.create_task(self._run(), name=self._name)
+            self._pusher = loop.create_task(self._push_loop(), name=f"{self._name}-push")
 
-    async def act(self, action: Callable[[], list[Message]]) -> None:
+    async def act(self, action: Callable[[], list[Message] | None]) -> None:
+        """Run a handler action; the pusher sends the result. Yields once when the
+        pusher was idle, so it starts the push before the caller carries on."""
+        idle = not self._pushing
         self._enqueue(action())
         self._notify()
-        await self._flush()
+        if idle and self._has_work:
+            await asyncio.sleep(0)
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float | None) -> bool:
         async def until() -> None:
@@ -371,44 +439,51 @@ class AsyncSession(_SessionBase):
             raise self._crash
 
     async def stop(self) -> None:
+        """Send what is queued (bounded), then end the session's tasks."""
         if self._task is not None and not self._stopping:
             self._log.info("[sse][close]")
+            # An unsubscribe queued just before still goes out.
+            await self.wait_for(lambda: self._idle, STOP_TIMEOUT)
         self._stopping = True
         self._notify()
-        task = self._task
-        if task is not None and not task.done():
+        tasks = {task for task in (self._task, self._pusher) if task is not None}
+        for task in tasks:
             task.cancel()
-            await asyncio.wait({task}, timeout=STOP_TIMEOUT)
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
 
     def _notify(self) -> None:
         self._changed.set()
+        self._push_wanted.set()
 
-    async def _flush(self) -> None:
-        async with self._send_lock:
-            while True:
+    async def _push_loop(self) -> None:
+        try:
+            while not self._stopping:
                 batch, ids = self._take_batch()
                 if not batch or ids is None:
-                    return
+                    self._push_wanted.clear()
+                    await self._push_wanted.wait()
+                    continue
+                self._pushing = True
                 try:
                     await self._transport.run(_push_call(self._settings, ids, batch))
                 except InstantError as error:
-                    self._push_failed(error)
-                    self._notify()
-                    if self._ids is ids:
+                    if self._push_failed(error, ids):
                         self._reopen_session()
-                    return
-                self._push_failures = 0
-
-    _reopen = False
+                else:
+                    self._push_failures = 0
+                finally:
+                    self._pushing = False
+                    self._notify()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a bug must surface in the caller, not vanish
+            self._crashed(exc)
 
     def _reopen_session(self) -> None:
-        # The new session resynchronises the handler. From inside the reading task a flag
-        # suffices; from outside, the task is replaced, since it may be waiting for the
-        # next event of a session that is already dead.
+        # The reading task may be waiting for the next event of a session that is
+        # already dead: it is replaced by one that opens a new session.
         if self._task is None or self._task.done() or self._done:
-            return
-        if asyncio.current_task() is self._task:
-            self._reopen = True
             return
         old = self._task
         old.cancel()
@@ -426,41 +501,45 @@ class AsyncSession(_SessionBase):
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a bug must surface in the caller, not vanish
-            self._crash = exc
-            self.handler.fail(InstantError(f"the stream session failed: {exc!r}"))
+            self._crashed(exc)
         finally:
             self._notify()
+
+    def _crashed(self, exc: BaseException) -> None:
+        self._crash = exc
+        self.handler.fail(InstantError(f"the stream session failed: {exc!r}"))
+        self._notify()
 
     async def _session_once(self) -> float | None:
         try:
             source = await AsyncEventSource.open(self._transport, self._request, self._log)
         except InstantError as error:
             return self._retry_delay(error)
-        self._reopen = False
+        generation: int | None = None
         failure: InstantError
         try:
             messages = source.messages()
             while True:
-                if self._ids is None:
+                if generation is None:
                     try:
                         message = await asyncio.wait_for(anext(messages), SSE_INIT_TIMEOUT)
                     except asyncio.TimeoutError:
                         raise _init_error() from None
                     self._hinted(source.retry_ms)
                     self._opened(message)
+                    generation = self._generation
                 else:
                     message = await anext(messages)
+                    if not self._current(generation):
+                        raise _push_error()
                     self._enqueue(self.handler.on_message(message))
                 self._notify()
-                await self._flush()
                 if self._done:
                     return None
-                if self._reopen:
-                    raise TransientError("a push to the stream session failed; reopening it")
         except InstantError as error:
             failure = error
         finally:
-            if self._ids is not None:
+            if generation is not None and self._current(generation):
                 self._lost()
             self._notify()
             await source.aclose()

@@ -132,6 +132,16 @@ def _not_flushed(machine: WriterMachine, timeout: float) -> InstantTimeoutError:
     )
 
 
+def _no_room(machine: WriterMachine, timeout: float) -> InstantTimeoutError:
+    return InstantTimeoutError(
+        f"the server confirmed none of the {machine.buffered} bytes waiting on stream "
+        f"{machine.client_id!r} within {timeout:g} s, and a writer holds at most "
+        f"{machine.buffer_limit} unconfirmed bytes, so this write was not taken. Check the "
+        "connection to the server; the writer keeps trying, and a later write may succeed.",
+        may_have_been_sent=False,
+    )
+
+
 def _next_segment(machine: ReaderMachine) -> Segment | None:
     return machine.segments.popleft() if machine.segments else None
 
@@ -255,10 +265,19 @@ class StreamWriter(_WriterBase):
         raise _not_started(machine, limit)
 
     def write(self, data: str | bytes) -> None:
-        """Append text (or UTF-8 bytes). Waits for the stream to start, not for the flush."""
-        if self._machine.stream_id is None and not self._machine.finished:
+        """Append text (or UTF-8 bytes). Returns once it is buffered: it waits for the
+        stream to start, and for room while the writer holds its limit of unconfirmed
+        bytes, never for a push or the server's flush."""
+        machine = self._machine
+        if machine.stream_id is None and not machine.finished:
             self.wait_stream_id()
-        self._session.act(lambda: self._machine.write(data))
+        if not machine.has_room and not machine.finished:
+            room = self._session.wait_for(
+                lambda: machine.has_room or machine.finished, self._timeout
+            )
+            if not room and machine.error is None:
+                raise _no_room(machine, self._timeout)
+        self._session.act(lambda: machine.write(data))
 
     def close(self) -> None:
         """End the stream and wait for the server to confirm it durable. Idempotent.
@@ -371,10 +390,19 @@ class AsyncStreamWriter(_WriterBase):
         raise _not_started(machine, limit)
 
     async def write(self, data: str | bytes) -> None:
-        """Append text (or UTF-8 bytes). Waits for the stream to start, not for the flush."""
-        if self._machine.stream_id is None and not self._machine.finished:
+        """Append text (or UTF-8 bytes); returns once it is buffered (see
+        `StreamWriter.write`)."""
+        machine = self._machine
+        if machine.stream_id is None and not machine.finished:
             await self.wait_stream_id()
-        await self._session.act(lambda: self._machine.write(data))
+        if not machine.has_room and not machine.finished:
+            room = await self._session.wait_for(
+                lambda: machine.has_room or machine.finished, self._timeout
+            )
+            self._session.check_crash()
+            if not room and machine.error is None:
+                raise _no_room(machine, self._timeout)
+        await self._session.act(lambda: machine.write(data))
 
     async def close(self) -> None:
         """End the stream and wait for the server to confirm it durable. Idempotent."""

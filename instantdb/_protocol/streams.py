@@ -10,9 +10,14 @@ Writer (`WriterMachine`)
 
 * Every byte written is kept until the server reports it durable (``stream-flushed``),
   so a restart can resend exactly what the server lacks.
+* Writes only add to that buffer. The shell asks for the appends to push
+  (`WriterMachine.take`) when it is ready to send: everything written since the last
+  push goes out together, as the JS SDK batches, in appends of at most `APPEND_LIMIT`
+  bytes. How much may wait unconfirmed is bounded (`WriterMachine.has_room`): a
+  producer faster than the server waits instead of growing the buffer without limit.
 * ``start-stream`` is sent on every new session with the same reconnect token; its
-  ``offset`` (the durable bytes) says where to resume. Bytes written meanwhile are
-  buffered and go out as one append after the confirmation.
+  ``offset`` (the durable bytes) says where to resume, and the next appends resend the
+  rest.
 * An ``error`` for one of the current appends, or ``append-failed``, restarts the stream
   (a new ``start-stream`` on the same session) instead of leaving a sticky error. Restarts
   that make no progress are bounded by `MAX_RESTARTS`.
@@ -33,6 +38,7 @@ Reader (`ReaderMachine`)
 from __future__ import annotations
 
 import codecs
+import re
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -42,20 +48,21 @@ from instantdb._errors import InstantAPIError, InstantError, InstantValueError
 from instantdb._json import dumps, mapping_to_json
 from instantdb._settings import Settings
 
-from ._call import Request, json_request, standard_headers
+from ._call import Request, standard_headers
 from .live import error_from_message, sse_headers, versions
 from .reconnect import is_terminal
 
 __all__ = [
     "APPEND_LIMIT",
+    "BUFFER_LIMIT",
     "MAX_RESTARTS",
     "MAX_RESUBSCRIBES",
     "ReaderMachine",
     "Segment",
     "SessionIds",
     "StreamCorruptedError",
+    "Text",
     "WriterMachine",
-    "message_bytes",
     "push_request",
     "session_ids",
     "session_request",
@@ -67,8 +74,26 @@ APPEND_LIMIT = 1024 * 1024
 """UTF-8 bytes one ``append-stream`` carries at most: a bigger write (or a bigger
 backlog resent after a resume) goes as several appends, so no push body outgrows what
 a server takes in one request (32 MiB on the local server)."""
+BUFFER_LIMIT = 8 * 1024 * 1024
+"""UTF-8 bytes a writer holds unconfirmed before `write` waits for the server: enough
+for one push in flight and the next being filled, so a fast producer never waits on a
+round trip, and a bound on what a writer holds (plus the write that crossed it)."""
 
 Message = dict[str, Any]
+
+
+def _character_start(data: bytes | bytearray, end: int, *, floor: int) -> int:
+    """``end``, moved back to the start of the character it falls inside of; if that
+    is ``floor`` (a character longer than the room left), past that character."""
+    cut = end
+    while cut > floor and data[cut] & 0xC0 == 0x80:
+        cut -= 1
+    if cut > floor:
+        return cut
+    cut = end
+    while cut < len(data) and data[cut] & 0xC0 == 0x80:
+        cut += 1
+    return cut
 
 
 def _pieces(data: bytes, limit: int) -> list[bytes]:
@@ -84,14 +109,6 @@ def _pieces(data: bytes, limit: int) -> list[bytes]:
         start = end
     pieces.append(data[start:])
     return pieces
-
-
-def message_bytes(message: Mapping[str, Any]) -> int:
-    """The UTF-8 size of the text a message carries (what makes pushes big)."""
-    chunks = message.get("chunks")
-    if not isinstance(chunks, list):
-        return 0
-    return sum(len(chunk.encode("utf-8")) for chunk in chunks if isinstance(chunk, str))
 
 
 class StreamCorruptedError(InstantError):
@@ -134,21 +151,93 @@ def session_request(settings: Settings) -> Request:
 
 
 def push_request(settings: Settings, session: SessionIds, messages: list[Message]) -> Request:
-    """``POST /admin/sse/push?app_id=...``: messages for a session, answered ``{}``."""
-    body = {
-        "machine_id": session.machine_id,
-        "session_id": session.session_id,
-        "sse_token": session.sse_token,
-        "messages": messages,
-    }
-    return json_request(
-        "POST",
-        "/admin/sse/push",
-        settings,
+    """``POST /admin/sse/push?app_id=...``: messages for a session, answered ``{}``.
+
+    The body is what ``dumps`` would write, byte for byte, except that `Text` goes in
+    as the UTF-8 it already is: the text is nearly all of a push, and decoding it only
+    for json to encode it again took most of a writer's time.
+    """
+    out: list[bytes] = []
+    for key, value in (
+        ("machine_id", session.machine_id),
+        ("session_id", session.session_id),
+        ("sse_token", session.sse_token),
+    ):
+        out += (b"{" if not out else b",", dumps(key), b":", dumps(value))
+    out.append(b',"messages":[')
+    for index, message in enumerate(messages):
+        if index:
+            out.append(b",")
+        _encode_message(message, out)
+    out.append(b"]}")
+    return Request(
+        method="POST",
+        path="/admin/sse/push",
+        params=(("app_id", settings.app_id),),
         headers=standard_headers(settings),
-        body=body,
-        secrets=(session.sse_token,),
+        content=b"".join(out),
+        secrets=(*settings.secrets, session.sse_token),
     )
+
+
+class Text:
+    """A chunk of stream text, kept as the UTF-8 it was written in (see `push_request`)."""
+
+    __slots__ = ("utf8",)
+
+    def __init__(self, utf8: bytes) -> None:
+        self.utf8 = utf8
+
+    def __str__(self) -> str:
+        return self.utf8.decode("utf-8")
+
+    def __repr__(self) -> str:
+        return repr(str(self))  # logged as the text it is
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Text) and other.utf8 == self.utf8
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _encode_message(message: Message, out: list[bytes]) -> None:
+    for index, (key, value) in enumerate(message.items()):
+        out += (b"{" if not index else b",", dumps(key), b":")
+        if isinstance(value, list) and value and all(isinstance(item, Text) for item in value):
+            out.append(b"[")
+            for position, item in enumerate(value):
+                if position:
+                    out.append(b",")
+                out += (b'"', _json_escaped(item.utf8), b'"')
+            out.append(b"]")
+        else:
+            out.append(dumps(value))
+    out.append(b"}" if message else b"{}")
+
+
+# What `json.dumps` escapes in a string (ensure_ascii=False): quote, backslash and the
+# control characters, the common ones by name.
+_NEEDS_ESCAPE = re.compile(rb'[\x00-\x1f"\\]')
+_NAMED = {0x08: b"\\b", 0x09: b"\\t", 0x0A: b"\\n", 0x0C: b"\\f", 0x0D: b"\\r"}
+_CONTROL_ESCAPES = {code: _NAMED.get(code, b"\\u%04x" % code) for code in range(0x20)}
+_OTHER_CONTROLS = bytes(code for code in range(0x20) if code not in (0x09, 0x0A, 0x0D))
+_OTHER_CONTROL = re.compile(b"[" + re.escape(_OTHER_CONTROLS) + b"]")
+
+
+def _json_escaped(data: bytes) -> bytes:
+    """The inside of the JSON string of UTF-8 ``data``, as ``dumps`` writes it.
+
+    ``bytes.replace`` and ``translate`` run at memory speed; a regular expression
+    scanning every byte would cost more than all of them.
+    """
+    if _NEEDS_ESCAPE.search(data) is None:
+        return data
+    escaped = data.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
+    for code in (0x0A, 0x09, 0x0D):
+        escaped = escaped.replace(bytes((code,)), _CONTROL_ESCAPES[code])
+    if len(escaped.translate(None, _OTHER_CONTROLS)) != len(escaped):
+        escaped = _OTHER_CONTROL.sub(lambda match: _CONTROL_ESCAPES[match[0][0]], escaped)
+    return escaped
 
 
 def _rule_params(rule_params: Mapping[str, Any] | None, method: str) -> dict[str, Any] | None:
@@ -163,7 +252,8 @@ def _original_op(message: Mapping[str, Any]) -> object:
 
 
 class WriterMachine:
-    """One stream being written. Methods return the messages to push, in order."""
+    """One stream being written. Methods return the control messages to push, in
+    order; the appends come from `take`, when the shell is ready to push."""
 
     def __init__(
         self,
@@ -173,9 +263,11 @@ class WriterMachine:
         reconnect_token: str,
         new_id: Callable[[], str],
         secrets: tuple[str, ...] = (),
+        buffer_limit: int | None = None,
     ) -> None:
         self.client_id = client_id
         self._rule_params = _rule_params(rule_params, "streams.write")
+        self.buffer_limit = BUFFER_LIMIT if buffer_limit is None else buffer_limit
         self._reconnect_token = reconnect_token
         self._new_id = new_id
         self._secrets = secrets
@@ -190,7 +282,7 @@ class WriterMachine:
         self._session_open = False
         self._start_event: str | None = None
         self._started = False
-        self._sent_offset = 0
+        self._sent_offset = 0  # where the next append starts (while started)
         self._append_events: set[str] = set()
         self._restarts = 0
         self._last_error: InstantError | None = None
@@ -207,6 +299,23 @@ class WriterMachine:
     @property
     def reconnect_token(self) -> str:
         return self._reconnect_token
+
+    @property
+    def buffered(self) -> int:
+        """Bytes written and not yet confirmed durable (held for a resend)."""
+        return self.total_bytes - self.flushed_offset
+
+    @property
+    def has_room(self) -> bool:
+        """Whether a write may add to the buffer now (below `buffer_limit`)."""
+        return self.buffered < self.buffer_limit
+
+    @property
+    def has_unsent(self) -> bool:
+        """Whether `take` has something to push now."""
+        if not self._started or not self._session_open or self.finished:
+            return False
+        return self._sent_offset < self.total_bytes or (self.done_requested and not self._done_sent)
 
     # -- session events ------------------------------------------------------------------
 
@@ -231,8 +340,9 @@ class WriterMachine:
 
     # -- user actions --------------------------------------------------------------------
 
-    def write(self, data: str | bytes) -> list[Message]:
-        """Append ``data`` (text, or UTF-8 bytes that may split a character)."""
+    def write(self, data: str | bytes) -> None:
+        """Append ``data`` (text, or UTF-8 bytes that may split a character) to the
+        buffer; `take` sends it. The caller keeps to `has_room`."""
         self._check_writable()
         if isinstance(data, str):
             if self._decoder.getstate()[0]:
@@ -255,18 +365,23 @@ class WriterMachine:
                 f"write() takes str or bytes, got {type(data).__name__}"
             ) from None
         if not text:
-            return []
-        encoded = text.encode("utf-8")
+            return
+        try:
+            encoded = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InstantValueError(
+                f"write() got text that is not valid Unicode: a lone surrogate "
+                f"({text[exc.start]!r}) at character {exc.start}, which UTF-8 cannot carry. "
+                "Fix how the text was decoded, e.g. bytes.decode('utf-8', errors='replace')."
+            ) from None
         self._pending += encoded
         self.total_bytes += len(encoded)
-        if not self._started:
-            return []  # sent with everything else once the stream is (re)confirmed
-        return self._appends(encoded, done=False)
 
-    def finish(self, abort_reason: str | None = None) -> list[Message]:
-        """Close the stream (``abort_reason``: mark it aborted). Idempotent."""
+    def finish(self, abort_reason: str | None = None) -> None:
+        """Close the stream (``abort_reason``: mark it aborted); `take` sends the end
+        after the last bytes. Idempotent."""
         if self.done_requested or self.error is not None:
-            return []
+            return
         if self._decoder.getstate()[0]:
             self._decoder.reset()
             raise InstantValueError(
@@ -275,10 +390,21 @@ class WriterMachine:
             )
         self.done_requested = True
         self.abort_reason = abort_reason
-        if not self._started or self._done_sent:
+
+    def take(self, budget: int) -> list[Message]:
+        """The appends to push now: the bytes not yet sent on this start, up to
+        ``budget`` bytes (at least one append when anything waits), each at most
+        `APPEND_LIMIT`; the end goes with the last bytes once closing."""
+        if not self.has_unsent:
             return []
-        self._done_sent = True
-        return [self._append([], self._sent_offset, done=True)]
+        start = self._sent_offset - self.flushed_offset
+        end = min(len(self._pending), start + max(budget, 1))
+        if end < len(self._pending):
+            end = _character_start(self._pending, end, floor=start)
+        data = bytes(self._pending[start:end])
+        done = self.done_requested and end == len(self._pending)
+        self._done_sent = done
+        return self._appends(data, done=done)
 
     # -- server messages -----------------------------------------------------------------
 
@@ -336,22 +462,17 @@ class WriterMachine:
                 f"writer wrote {self.total_bytes} and {self.flushed_offset} were confirmed"
             )
             return []
-        self.stream_id = stream_id
-        self._drop_through(offset)
-        self._started = True
-        self._sent_offset = offset
-        self._done_sent = False
-        if not self._pending and not self.done_requested:
-            return []
-        try:
-            self._pending.decode("utf-8")
-        except UnicodeDecodeError:
+        if offset < self.total_bytes and self._pending[offset - self.flushed_offset] & 0xC0 == 0x80:
             self.error = StreamCorruptedError(
                 f"Write stream is corrupted: the server's offset {offset} splits a character"
             )
             return []
-        self._done_sent = self.done_requested
-        return self._appends(bytes(self._pending), done=self.done_requested)
+        self.stream_id = stream_id
+        self._drop_through(offset)
+        self._started = True
+        self._sent_offset = offset  # what follows goes out with the next `take`
+        self._done_sent = False
+        return []
 
     def _on_flushed(self, message: Mapping[str, Any]) -> list[Message]:
         offset = message.get("offset")
@@ -365,6 +486,7 @@ class WriterMachine:
             return []
         if offset > self.flushed_offset:
             self._drop_through(offset)
+            self._sent_offset = max(self._sent_offset, offset)
             self._restarts = 0  # progress: the restart budget starts again
         if message.get("done") is True:
             if self.done_requested and offset == self.total_bytes:
@@ -432,21 +554,19 @@ class WriterMachine:
         return message
 
     def _appends(self, data: bytes, *, done: bool) -> list[Message]:
-        """Appends of ``data`` from `_sent_offset`, each at most `APPEND_LIMIT` bytes;
-        the last one carries ``done``."""
+        """Appends of ``data`` (whole characters) from `_sent_offset`, each at most
+        `APPEND_LIMIT` bytes; the last one carries ``done``."""
         messages = []
         pieces = _pieces(data, APPEND_LIMIT) if data else []
         for index, piece in enumerate(pieces):
             last = index == len(pieces) - 1
-            messages.append(
-                self._append([piece.decode("utf-8")], self._sent_offset, done=done and last)
-            )
+            messages.append(self._append([Text(piece)], self._sent_offset, done=done and last))
             self._sent_offset += len(piece)
         if not pieces and done:
             messages.append(self._append([], self._sent_offset, done=True))
         return messages
 
-    def _append(self, chunks: list[str], offset: int, *, done: bool) -> Message:
+    def _append(self, chunks: list[Text], offset: int, *, done: bool) -> Message:
         event = self._new_id()
         self._append_events.add(event)
         message: Message = {
@@ -508,6 +628,12 @@ class ReaderMachine:
     @property
     def subscribe_event(self) -> str | None:
         return self._subscribe_event
+
+    has_unsent = False
+    """A reader's messages are all control messages (returned by its methods)."""
+
+    def take(self, budget: int) -> list[Message]:
+        return []
 
     @property
     def finished(self) -> bool:

@@ -12,7 +12,8 @@ import asyncio
 import hashlib
 import hmac
 import uuid
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,44 @@ from ._sse import Outbox, encode_event
 def hash_token(token: str) -> bytes:
     """SHA-256 over the token UUID's 16 bytes (how the real server stores it)."""
     return hashlib.sha256(uuid.UUID(token).bytes).digest()
+
+
+class Inbox:
+    """A session's pushed messages, in arrival order; None ends the queue.
+
+    Unlike `asyncio.Queue`, it lets the handler of one message take the messages queued
+    right behind it (`take_while`): the appends of a push are stored together, with one
+    fsync. Event loop only; one consumer.
+    """
+
+    def __init__(self) -> None:
+        self._items: deque[dict[str, Any] | None] = deque()
+        self._ready = asyncio.Event()
+
+    def put_nowait(self, item: dict[str, Any] | None) -> None:
+        self._items.append(item)
+        self._ready.set()
+
+    async def get(self) -> dict[str, Any] | None:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+    def take_while(self, wanted: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+        """The messages at the head of the queue, removed, for as long as ``wanted``
+        accepts them (never past the end marker)."""
+        taken: list[dict[str, Any]] = []
+        while self._items:
+            head = self._items[0]
+            if head is None or not wanted(head):
+                break
+            taken.append(head)
+            self._items.popleft()
+        return taken
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 @dataclass(eq=False)
@@ -40,7 +79,7 @@ class Session:
     base_url: str
     outbox: Outbox = field(default_factory=Outbox, repr=False)
     # Pushed messages, handled one at a time in arrival order; None ends the queue.
-    inbox: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue, repr=False)
+    inbox: Inbox = field(default_factory=Inbox, repr=False)
     closed: bool = False
 
     def emit(self, message: Mapping[str, Any]) -> None:

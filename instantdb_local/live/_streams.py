@@ -5,8 +5,11 @@ client id and reconnect token), then sends ``append-stream`` messages whose
 ``offset`` must equal the bytes accepted so far: that check is the only idempotency
 there is, so a replayed append is refused, never applied twice. Every accepted append
 is on disk before ``stream-flushed`` acknowledges it (see `_stream_store`), so the
-offset a resuming writer is told is always durable. ``$streams`` rows are written
-through the engine, so queries and live queries see them like any other data.
+offset a resuming writer is told is always durable. The appends queued for a stream
+right behind one another (a push's, or those pushed while the previous were stored) are
+checked one by one, in order, as if alone, and then stored together: one durable write,
+one ``stream-flushed``. ``$streams`` rows are written through the engine, so queries and
+live queries see them like any other data.
 
 A reader's ``subscribe-stream`` gets the stream from a byte offset: a finished stream
 in one message (its files), a live one as a snapshot (closed files plus the chunks of
@@ -24,7 +27,7 @@ import logging
 import sqlite3
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,13 +39,16 @@ from instantdb_local.errors import ServerError
 from instantdb_local.instance import Instance
 
 from ._session import Session
-from ._stream_store import PART_LIMIT, Part, StreamStore
-from ._wire import op_error
+from ._stream_store import PART_LIMIT, Part, Piece, StreamStore
+from ._wire import error_event, op_error
 
 logger = logging.getLogger("instantdb_local")
 
-STORE_FILE = "streams.sqlite3"
+STORE_DIR = "streams"
 FILES_ROUTE = "/local/stream-files"
+GROUP_LIMIT = 16 * 1024 * 1024
+"""Characters of text one group of appends stores at most (the first append always
+goes, whatever its size): bounds how long the stream's readers wait for a write."""
 _FILE_ID_NAMESPACE = uuid.UUID("0d9f4a52-3b8e-4f61-a0c2-7e5b9d1c6a83")
 
 
@@ -85,12 +91,45 @@ class LiveStream:
         self.open_part = None
         self.open_chunks = []
 
-    def open_new_part(self) -> None:
+    def plan(self, chunks: list[bytes]) -> list[tuple[int, bytes]]:
+        """The part each chunk goes to: the open one until it holds `PART_LIMIT` bytes,
+        then the next. Chunks are never split (as the real server's buffer), so readers
+        can start at any of them."""
         index = self.open_part
-        if index is None or self.open_chunks:
-            self.close_open_part()
-            index = self.parts[-1].index + 1 if self.parts else 0
-        self.open_part = index
+        size = self.open_size
+        placed = []
+        for chunk in chunks:
+            if index is None or size >= PART_LIMIT:
+                if index is None:
+                    index = self.parts[-1].index + 1 if self.parts else 0
+                else:
+                    index += 1
+                size = 0
+            placed.append((index, chunk))
+            size += len(chunk)
+        return placed
+
+    def pieces(self, placed: list[tuple[int, bytes]]) -> list[Piece]:
+        """What to write for `plan`'s chunks: one piece per part, from where it ends."""
+        runs: list[tuple[int, list[bytes]]] = []
+        for index, chunk in placed:
+            if runs and runs[-1][0] == index:
+                runs[-1][1].append(chunk)
+            else:
+                runs.append((index, [chunk]))
+        return [
+            Piece(index, self.open_size if index == self.open_part else 0, b"".join(chunks))
+            for index, chunks in runs
+        ]
+
+    def add(self, placed: list[tuple[int, bytes]]) -> None:
+        """Take `plan`'s chunks, now stored, into the stream."""
+        for index, chunk in placed:
+            if index != self.open_part:
+                self.close_open_part()
+                self.open_part = index
+            self.open_chunks.append((self.size, chunk))
+            self.size += len(chunk)
 
     @property
     def idle(self) -> bool:
@@ -192,80 +231,73 @@ class LiveStreams:
         )
 
     async def append(self, session: Session, message: Mapping[str, Any]) -> None:
+        """``append-stream``, with the appends for the same stream queued right behind it."""
         stream_id = message.get("stream-id")
-        chunks = message.get("chunks")
-        offset = message.get("offset")
-        done = message.get("done")
-        abort_reason = message.get("abort-reason")
-        if not isinstance(chunks, list) or not all(isinstance(c, str) for c in chunks):
-            raise op_error("append-stream", message, "chunks must be a list of strings.")
-        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-            raise op_error("append-stream", message, "offset must be a non-negative integer.")
-        if done is not None and not isinstance(done, bool):
-            raise op_error("append-stream", message, "done must be true or false.")
-        if abort_reason is not None and not isinstance(abort_reason, str):
-            raise op_error("append-stream", message, "abort-reason must be a string.")
-        try:
-            data = [chunk.encode("utf-8") for chunk in chunks if chunk]
-        except UnicodeEncodeError:
-            raise op_error(
-                "append-stream", message, "chunks must be valid Unicode text (no lone surrogates)."
-            ) from None
+        group = [message, *session.inbox.take_while(_next_in_group(message))]
         stream = self._writing.get(session.id, {}).get(str(stream_id))
         if stream is None:
-            raise op_error("append-stream", message, "Stream is missing.")
+            for each in group:
+                with _reported(session, each):
+                    _parse_append(each)
+                    raise op_error("append-stream", each, "Stream is missing.")
+            return
         try:
             async with stream.lock:
-                await self._append_locked(stream, session, message, data, offset)
+                await self._append_locked(stream, session, group)
         finally:
             self._release(stream)
 
     async def _append_locked(
-        self,
-        stream: LiveStream,
-        session: Session,
-        message: Mapping[str, Any],
-        data: list[bytes],
-        offset: int,
+        self, stream: LiveStream, session: Session, group: list[Mapping[str, Any]]
     ) -> None:
-        if stream.writer is not session:
-            raise op_error("append-stream", message, "Stream is missing.")
-        if stream.done:
-            raise op_error("append-stream", message, "Stream is completed.")
-        if offset != stream.size:
-            raise op_error(
-                "append-stream",
-                message,
-                "Invalid offset for stream.",
-                **{"expected-offset": stream.size, "offset": offset},
-            )
-        if data and not await self._store_chunks(stream, data, session):
+        # Each append is checked as if the ones accepted before it were stored already;
+        # a refused one gets its error and the rest carry on, as one at a time would.
+        accepted: list[_Append] = []
+        size, done = stream.size, stream.done
+        for message in group:
+            with _reported(session, message):
+                append = _parse_append(message)
+                if stream.writer is not session:
+                    raise op_error("append-stream", message, "Stream is missing.")
+                if done:
+                    raise op_error("append-stream", message, "Stream is completed.")
+                if append.offset != size:
+                    raise op_error(
+                        "append-stream",
+                        message,
+                        "Invalid offset for stream.",
+                        **{"expected-offset": size, "offset": append.offset},
+                    )
+                accepted.append(append)
+                size += len(append.data)
+                done = append.done
+        if not accepted:
             return
-        if message.get("done"):
-            await self._finish(stream, session, message.get("abort-reason"))
-        elif data:
+        written = [append for append in accepted if append.data]
+        if written and not await self._store(stream, written, session):
+            return
+        last = accepted[-1]
+        if last.done:
+            await self._finish(stream, session, last.abort_reason)
+        elif written:
             flushed = {"op": "stream-flushed", "stream-id": stream.id, "offset": stream.size}
             session.emit({**flushed, "done": False})
 
-    async def _store_chunks(self, stream: LiveStream, data: list[bytes], writer: Session) -> bool:
+    async def _store(self, stream: LiveStream, appends: list[_Append], writer: Session) -> bool:
+        """Store the appends' bytes durably (one write), then pass them to the readers."""
         start = stream.size
-        if stream.open_part is None or stream.open_size >= PART_LIMIT:
-            stream.open_new_part()
-        assert stream.open_part is not None
+        placed = stream.plan([append.data for append in appends])
         store = self._stores[stream.app_id]
         try:
-            await anyio.to_thread.run_sync(store.append, stream.id, stream.open_part, start, data)
-        except (sqlite3.Error, OSError):
+            await anyio.to_thread.run_sync(store.append, stream.id, stream.pieces(placed))
+        except OSError:
             logger.exception("Could not store an append to stream %s", stream.id)
             writer.emit({"op": "append-failed", "stream-id": stream.id})
             return False
-        position = start
-        for chunk in data:
-            stream.open_chunks.append((position, chunk))
-            position += len(chunk)
-        stream.size = position
-        content = b"".join(data).decode("utf-8")
-        self._to_readers(stream, {"offset": start, "content": content})
+        stream.add(placed)
+        if stream.readers:
+            content = "".join(append.text for append in appends)
+            self._to_readers(stream, {"offset": start, "content": content})
         return True
 
     async def _finish(self, stream: LiveStream, writer: Session, abort_reason: str | None) -> None:
@@ -463,7 +495,7 @@ class LiveStreams:
             store = self._stores.get(app_id)
             if store is None:
                 engine = self._instance.engine(app_id)
-                store = self._stores[app_id] = StreamStore(engine.path.parent / STORE_FILE)
+                store = self._stores[app_id] = StreamStore(engine.path.parent / STORE_DIR)
             return store
 
     def _read_stream(
@@ -547,6 +579,85 @@ class LiveStreams:
         if not store.check_file_key(stream_id, index, key):
             return None
         return store.read_part(stream_id, index)
+
+
+@dataclass(frozen=True)
+class _Append:
+    """An ``append-stream`` message whose fields have the right types."""
+
+    text: str
+    data: bytes  # the text as UTF-8
+    offset: int
+    done: bool
+    abort_reason: str | None
+
+
+def _parse_append(message: Mapping[str, Any]) -> _Append:
+    chunks = message.get("chunks")
+    offset = message.get("offset")
+    done = message.get("done")
+    abort_reason = message.get("abort-reason")
+    if not isinstance(chunks, list) or not all(isinstance(c, str) for c in chunks):
+        raise op_error("append-stream", message, "chunks must be a list of strings.")
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise op_error("append-stream", message, "offset must be a non-negative integer.")
+    if done is not None and not isinstance(done, bool):
+        raise op_error("append-stream", message, "done must be true or false.")
+    if abort_reason is not None and not isinstance(abort_reason, str):
+        raise op_error("append-stream", message, "abort-reason must be a string.")
+    text = "".join(chunks)
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise op_error(
+            "append-stream", message, "chunks must be valid Unicode text (no lone surrogates)."
+        ) from None
+    return _Append(text, data, offset, done is True, abort_reason)
+
+
+def _next_in_group(first: Mapping[str, Any]) -> Callable[[dict[str, Any]], bool]:
+    """Whether a queued message joins the group of appends that ``first`` starts: an
+    append to the same stream, while the group has not ended (``done``) nor grown past
+    `GROUP_LIMIT`."""
+    stream_id = first.get("stream-id")
+    state = {"size": _text_size(first), "ended": first.get("done") is True}
+
+    def wanted(message: dict[str, Any]) -> bool:
+        if state["ended"] or message.get("op") != "append-stream":
+            return False
+        if message.get("stream-id") != stream_id:
+            return False
+        size = state["size"] + _text_size(message)
+        if size > GROUP_LIMIT:
+            return False
+        state["size"], state["ended"] = size, message.get("done") is True
+        return True
+
+    return wanted
+
+
+def _text_size(message: Mapping[str, Any]) -> int:
+    chunks = message.get("chunks")
+    if not isinstance(chunks, list):
+        return 0
+    return sum(len(chunk) for chunk in chunks if isinstance(chunk, str))
+
+
+class _reported:
+    """Turns a `ServerError` raised for ``message`` into its ``error`` event."""
+
+    def __init__(self, session: Session, message: Mapping[str, Any]) -> None:
+        self._session = session
+        self._message = message
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, traceback: object) -> bool:
+        if isinstance(exc, ServerError):
+            self._session.emit(error_event(self._message, exc))
+            return True
+        return False
 
 
 def _is_uuid(value: object) -> bool:

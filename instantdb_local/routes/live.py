@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -110,6 +110,9 @@ async def push(request: Request) -> Response:
         hub.push(session, messages)
     except ServerError as error:
         return error_response(error)
+    except ClientDisconnect:
+        # Cut off mid-body: nothing was queued, and nobody is left to answer.
+        return Response(status_code=400)
     except Exception as exc:
         return unexpected_error_response(request, exc)
     return JSONResponse({})

@@ -11,9 +11,12 @@ subscribed to.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +203,43 @@ def test_a_writer_whose_connection_drops_resumes_and_readers_see_each_byte_once(
     row = stream_row(db, "cut-writer")
     assert row["done"] is True
     assert row["size"] == len(text.encode())
+
+
+def test_cuts_while_batched_pushes_are_on_the_wire_lose_and_repeat_nothing(
+    db: Driven, clients: Clients, instant_app: AppCredentials
+) -> None:
+    # An LLM's token stream: thousands of small writes, which return at once and go out
+    # many to a push, so each cut below drops pushes in flight and writes still queued.
+    tokens = [f"<{n}>{PIECE}" for n in range(4000)]
+    text = "".join(tokens)
+    with TCPProxy.to(instant_app.api_uri) as proxy:
+        through_proxy = clients.make(instant_app, api_uri=proxy.api_uri)
+        out = writer(through_proxy, clients, "cut-batches").enter()
+        tail = reader(db, clients, stream_id=out.stream_id)
+        for n, token in enumerate(tokens):
+            out.write(token)
+            if n % 1000 == 999:
+                assert proxy.cut() >= 1
+                # Resumed (after its backoff), with everything confirmed, before the
+                # next thousand writes.
+                settle(clients, lambda: out.writer.bytes_flushed == out.writer.bytes_written)
+        out.close()
+        assert proxy.cuts == 4
+    assert out.writer.error is None
+    assert out.writer.bytes_flushed == out.writer.bytes_written == len(text.encode())
+    assert sha256(tail.read_all()) == sha256(text)
+    assert stream_row(db, "cut-batches")["size"] == len(text.encode())
+
+
+def settle(clients: Clients, condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait (bounded) until ``condition()`` holds, running the async client's loop."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not settled within {timeout:g} s"
+        if clients.loop is None:
+            time.sleep(0.02)
+        else:
+            clients.loop.run_until_complete(asyncio.sleep(0.02))
 
 
 def test_an_empty_writer_block_still_closes_the_stream(db: Driven, clients: Clients) -> None:

@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 
 from instantdb import InstantError, InstantValidationError, InstantValueError
 from instantdb._protocol.streams import (
+    APPEND_LIMIT,
     MAX_RESTARTS,
     MAX_RESUBSCRIBES,
     ReaderMachine,
     Segment,
     StreamCorruptedError,
+    Text,
     WriterMachine,
     session_ids,
 )
@@ -43,6 +45,16 @@ def started(w: WriterMachine, offset: int = 0) -> list[dict[str, Any]]:
             "offset": offset,
         }
     )
+
+
+def take(w: WriterMachine, budget: int = 4 * APPEND_LIMIT) -> list[dict[str, Any]]:
+    """What the session would push now."""
+    return w.take(budget)
+
+
+def texts(append: dict[str, Any]) -> list[str]:
+    """An append's chunks as text (the machine keeps them as UTF-8 `Text`)."""
+    return [str(chunk) for chunk in append["chunks"]]
 
 
 def flushed(offset: int, done: bool = False) -> dict[str, Any]:
@@ -73,30 +85,36 @@ def test_writer_starts_then_appends_at_growing_offsets_then_finishes() -> None:
         "reconnect-token": "RT",
         "rule-params": {"k": 1},
     }
-    assert w.write("Hello") == []  # not started yet: buffered
-    assert w.on_message(
-        {"op": "start-stream-ok", "client-event-id": "e1", "stream-id": S, "offset": 0}
-    ) == [
+    w.write("Hello")
+    assert take(w) == []  # not started yet: buffered
+    assert (
+        w.on_message(
+            {"op": "start-stream-ok", "client-event-id": "e1", "stream-id": S, "offset": 0}
+        )
+        == []
+    )
+    assert w.stream_id == S
+    assert take(w) == [
         {
             "client-event-id": "e2",
             "op": "append-stream",
             "stream-id": S,
-            "chunks": ["Hello"],
+            "chunks": [Text(b"Hello")],
             "offset": 0,
             "done": False,
         }
     ]
-    assert w.stream_id == S
-    [a] = w.write(" wör")
-    assert (a["chunks"], a["offset"]) == ([" wör"], 5)
-    [b] = w.write(b"ld!")
-    assert (b["chunks"], b["offset"]) == (["ld!"], 10)
-    [done] = w.finish()
-    assert done["chunks"] == []
-    assert done["offset"] == 13
-    assert done["done"] is True
-    assert "abort-reason" not in done
-    assert w.finish() == []  # idempotent
+    assert take(w) == []  # nothing new
+    w.write(" wör")
+    [a] = take(w)
+    assert (texts(a), a["offset"]) == ([" wör"], 5)
+    w.write(b"ld!")
+    w.finish()
+    w.finish()  # idempotent
+    [last] = take(w)  # the last bytes and the end, together
+    assert (texts(last), last["offset"], last["done"]) == (["ld!"], 10, True)
+    assert "abort-reason" not in last
+    assert take(w) == []
     assert not w.finished
     w.on_message(flushed(13, done=True))
     assert w.done_flushed
@@ -104,11 +122,56 @@ def test_writer_starts_then_appends_at_growing_offsets_then_finishes() -> None:
     assert w.error is None
 
 
+def test_writes_made_while_a_push_is_out_go_together_in_the_next() -> None:
+    w = writer()
+    started(w)
+    w.write("a")
+    [first] = take(w)
+    for chunk in ("b", "cd", "€", "f"):
+        w.write(chunk)
+    [batched] = take(w)
+    assert (texts(first), first["offset"]) == (["a"], 0)
+    assert (texts(batched), batched["offset"]) == (["bcd€f"], 1)
+    assert w.total_bytes == 8
+
+
+def test_a_push_carries_at_most_its_budget_in_appends_of_at_most_the_limit() -> None:
+    w = writer()
+    started(w)
+    # "é" is two bytes: no cut may fall inside one.
+    w.write("é" * (APPEND_LIMIT + 7))
+    push = take(w, budget=APPEND_LIMIT + 9)
+    sizes = [len("".join(texts(m)).encode()) for m in push]
+    assert sizes == [APPEND_LIMIT, 8]
+    assert [m["offset"] for m in push] == [0, APPEND_LIMIT]
+    rest = take(w)
+    assert [m["offset"] for m in rest] == [APPEND_LIMIT + 8, 2 * APPEND_LIMIT + 8]
+    assert sum(len("".join(texts(m)).encode()) for m in push + rest) == w.total_bytes
+    # A character longer than the budget still goes whole: a push always makes progress.
+    w.write("😀")
+    [emoji] = take(w, budget=1)
+    assert texts(emoji) == ["😀"]
+
+
+def test_room_runs_out_at_the_buffer_limit_and_comes_back_with_flushes() -> None:
+    w = writer(buffer_limit=10)
+    started(w)
+    w.write("12345")
+    assert w.has_room
+    w.write("678901")  # the write that crosses the limit is taken whole
+    assert (w.buffered, w.has_room) == (11, False)
+    take(w)
+    assert not w.has_room  # sent is not confirmed
+    w.on_message(flushed(5))
+    assert (w.buffered, w.has_room) == (6, True)
+
+
 def test_finish_before_the_start_is_confirmed_sends_done_once_it_is() -> None:
     w = writer()
     [start] = w.on_session_open()
-    assert w.finish("user cancelled") == []
-    [done] = w.on_message(
+    w.finish("user cancelled")
+    assert take(w) == []
+    w.on_message(
         {
             "op": "start-stream-ok",
             "client-event-id": start["client-event-id"],
@@ -116,8 +179,9 @@ def test_finish_before_the_start_is_confirmed_sends_done_once_it_is() -> None:
             "offset": 0,
         }
     )
+    [done] = take(w)
     assert done["done"] is True
-    assert done["chunks"] == []
+    assert texts(done) == []
     assert done["offset"] == 0
     assert done["abort-reason"] == "user cancelled"
 
@@ -138,9 +202,11 @@ def test_bytes_may_split_a_character_across_writes() -> None:
     w = writer()
     started(w)
     euro = "€".encode()
-    assert w.write(euro[:1]) == []
-    [m] = w.write(euro[1:] + b"!")
-    assert m["chunks"] == ["€!"]
+    w.write(euro[:1])
+    assert take(w) == []  # nothing whole to send yet
+    w.write(euro[1:] + b"!")
+    [m] = take(w)
+    assert texts(m) == ["€!"]
     assert m["offset"] == 0
     assert w.total_bytes == 4
 
@@ -178,13 +244,15 @@ def test_new_session_resumes_from_the_durable_offset_and_resends_the_rest() -> N
     started(w)
     for chunk in ("Hello", " wor", "ld!"):
         w.write(chunk)
+        take(w)
     w.on_message(flushed(5))
     w.on_session_lost()
-    assert w.write("?") == []  # disconnected: buffered
+    w.write("?")
+    assert take(w) == []  # disconnected: buffered
     [start] = w.on_session_open()
     assert start["op"] == "start-stream"
     assert start["reconnect-token"] == "RT"
-    [resend] = w.on_message(
+    w.on_message(
         {
             "op": "start-stream-ok",
             "client-event-id": start["client-event-id"],
@@ -192,8 +260,10 @@ def test_new_session_resumes_from_the_durable_offset_and_resends_the_rest() -> N
             "offset": 9,
         }
     )
-    assert (resend["chunks"], resend["offset"], resend["done"]) == (["ld!?"], 9, False)
-    [nxt] = w.write("x")
+    [resend] = take(w)
+    assert (texts(resend), resend["offset"], resend["done"]) == (["ld!?"], 9, False)
+    w.write("x")
+    [nxt] = take(w)
     assert nxt["offset"] == 13
 
 
@@ -218,11 +288,13 @@ def test_start_ok_for_a_replaced_start_is_ignored() -> None:
 def test_append_error_or_append_failed_restarts_and_resends(trigger: Any) -> None:
     w = writer()
     started(w)
-    [a] = w.write("abc")
+    w.write("abc")
+    [a] = take(w)
     [restart] = w.on_message(trigger(a["client-event-id"]))
     assert restart["op"] == "start-stream"
-    assert w.write("d") == []  # restarting: buffered
-    [resend] = w.on_message(
+    w.write("d")
+    assert take(w) == []  # restarting: buffered
+    w.on_message(
         {
             "op": "start-stream-ok",
             "client-event-id": restart["client-event-id"],
@@ -230,14 +302,16 @@ def test_append_error_or_append_failed_restarts_and_resends(trigger: Any) -> Non
             "offset": 0,
         }
     )
-    assert (resend["chunks"], resend["offset"]) == (["abcd"], 0)
+    [resend] = take(w)
+    assert (texts(resend), resend["offset"]) == (["abcd"], 0)
     assert w.error is None
 
 
 def test_errors_for_appends_of_an_earlier_start_are_ignored() -> None:
     w = writer()
     started(w)
-    [a] = w.write("abc")
+    w.write("abc")
+    [a] = take(w)
     w.on_message({"op": "append-failed", "stream-id": S})  # restart: a is now stale
     assert w.on_message(append_error(a["client-event-id"])) == []
 
@@ -350,39 +424,44 @@ def test_a_done_flush_the_writer_did_not_ask_for_is_an_error() -> None:
 def test_resends_reassemble_exactly_the_text_written(
     chunks: list[str], data: st.DataObject
 ) -> None:
-    """Whatever the durable offsets and restarts, the server ends up with the text."""
+    """Whatever is batched into which push, and whatever the durable offsets and
+    restarts, the server ends up with the text, each byte once."""
     w = writer()
     server = bytearray()
 
-    def apply(messages: list[dict[str, Any]]) -> None:
-        for m in messages:
-            if m["op"] == "append-stream":
-                assert m["offset"] == len(server)
-                server.extend("".join(m["chunks"]).encode())
+    def push(budget: int) -> None:
+        for m in w.take(budget):
+            assert m["offset"] == len(server)
+            server.extend("".join(texts(m)).encode())
 
-    apply(started(w))
-    boundaries = [0]
+    started(w)
     for chunk in chunks:
-        apply(w.write(chunk))
-        boundaries.append(w.total_bytes)
+        w.write(chunk)
         if data.draw(st.booleans()):
-            # the server loses its buffer back to some durable chunk boundary
-            durable = data.draw(st.sampled_from([b for b in boundaries if b >= w.flushed_offset]))
+            push(data.draw(st.integers(1, 8)))
+        if data.draw(st.booleans()):
+            # the server loses what it was sent back to some point it had made durable
+            # (at or past what it confirmed), then the writer resumes on a new session
+            durable = data.draw(st.integers(w.flushed_offset, len(server)))
+            while durable < len(server) and server[durable] & 0xC0 == 0x80:
+                durable += 1  # the server keeps whole characters
             w.on_message(flushed(durable))
             del server[durable:]
             w.on_session_lost()
             [start] = w.on_session_open()
-            apply(
-                w.on_message(
-                    {
-                        "op": "start-stream-ok",
-                        "client-event-id": start["client-event-id"],
-                        "stream-id": S,
-                        "offset": durable,
-                    }
-                )
+            w.on_message(
+                {
+                    "op": "start-stream-ok",
+                    "client-event-id": start["client-event-id"],
+                    "stream-id": S,
+                    "offset": durable,
+                }
             )
+    w.finish()
+    while w.has_unsent:
+        push(data.draw(st.integers(1, 8)))
     assert server.decode() == "".join(chunks)
+    assert w.error is None
 
 
 # -- reader ---------------------------------------------------------------------------

@@ -34,10 +34,30 @@ class FakeStreamServer:
         self.confirm_starts = True
         self.drop_after_appends: int | None = None
         self.file_bytes: bytes | None = None  # serve this much as a finished file
-        self.cut_reads_after: int | None = None  # bytes of live content before a drop
+        self.cut_reads_after: int | None = None  # live content sent before going quiet
+        self.ack_appends = False  # send stream-flushed after each append
         self.appends = 0
+        # Set to an event: the next push with an append waits until it is set.
+        self.hold_next_append: threading.Event | asyncio.Event | None = None
+        self.holding = threading.Event()  # a push is being held
 
-    def handler(self, request: httpx.Request) -> httpx.Response:
+    def handler(self, request: httpx.Request) -> Any:
+        gate = self.hold_next_append
+        if gate is not None and request.url.path == "/admin/sse/push":
+            ops = [m["op"] for m in json.loads(request.content)["messages"]]
+            if "append-stream" in ops:
+                self.hold_next_append = None
+                self.holding.set()
+                if isinstance(gate, asyncio.Event):
+                    return self._answer_after(gate, request)
+                assert gate.wait(10), "the test never released the held push"
+        return self._answer(request)
+
+    async def _answer_after(self, gate: asyncio.Event, request: httpx.Request) -> httpx.Response:
+        await asyncio.wait_for(gate.wait(), 10)
+        return self._answer(request)
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
         with self.lock:
             self.requests.append(request)
             if request.url.path == "/admin/sse":
@@ -97,7 +117,10 @@ class FakeStreamServer:
                 return
             self.content += "".join(message["chunks"]).encode()
             self.appends += 1
-            if message.get("done"):
+            if self.drop_after_appends is not None and self.appends >= self.drop_after_appends:
+                self.drop_after_appends = None
+                source.put(None)  # the connection drops; nothing was made durable
+            elif message.get("done"):
                 self.done = True
                 self.durable = len(self.content)
                 self.abort_reason = message.get("abort-reason")
@@ -111,9 +134,9 @@ class FakeStreamServer:
                         }
                     )
                 )
-            elif self.drop_after_appends is not None and self.appends >= self.drop_after_appends:
-                self.drop_after_appends = None
-                source.put(None)  # the connection drops; nothing was made durable
+            elif self.ack_appends:
+                self.durable = len(self.content)
+                source.put(event(flushed(self.durable)))
         elif op == "subscribe-stream":
             offset = message.get("offset", 0)
             reply: dict[str, Any] = {
@@ -136,13 +159,16 @@ class FakeStreamServer:
                 self.cut_reads_after = None
                 reply["content"] = text.decode()
                 source.put(event(reply))
-                source.put(None)
-                return
+                return  # nothing more on this session: the test drops it
             reply["content"] = text.decode()
             if self.done:
                 reply["done"] = True
                 reply["abort-reason"] = self.abort_reason
             source.put(event(reply))
+
+
+def flushed(offset: int) -> dict[str, Any]:
+    return {"op": "stream-flushed", "stream-id": S, "offset": offset, "done": False}
 
 
 @pytest.fixture
@@ -200,20 +226,120 @@ def test_write_three_chunks(harness: ClientHarness, server: FakeStreamServer) ->
     assert server.done
     assert writer.error is None
     assert writer.bytes_flushed == writer.bytes_written == 12
-    ops = [(m["op"], m.get("offset")) for m in messages(server)]
-    assert ops == [
-        ("start-stream", None),
-        ("append-stream", 0),
-        ("append-stream", 5),
-        ("append-stream", 9),
-        ("append-stream", 12),
-    ]
+    sent = messages(server)
+    assert sent[0]["op"] == "start-stream"
+    # However the writes were batched, the appends follow each other byte for byte and
+    # the last one ends the stream.
+    offset = 0
+    for append in sent[1:]:
+        assert append["op"] == "append-stream"
+        assert append["offset"] == offset
+        offset += len("".join(append["chunks"]).encode())
+    assert offset == 12
+    assert [m["done"] for m in sent[1:]] == [False] * (len(sent) - 2) + [True]
     push = server.requests[1]
     assert push.url.params["app_id"] == APP_ID
     assert json.loads(push.content)["sse_token"] == "token-1"
     opened = server.requests[0]
     assert opened.url.params["app_id"] == APP_ID
     assert opened.headers["authorization"] == f"Bearer {ADMIN_TOKEN}"
+
+
+def test_writes_return_during_a_push_and_go_together_in_the_next(
+    harness: ClientHarness, server: FakeStreamServer
+) -> None:
+    db = harness.make()
+    chunks = ["b", "cd", "€", "f"]
+
+    def sync() -> None:
+        server.hold_next_append = gate = threading.Event()
+        with db.streams.write(client_id="c1") as writer:
+            assert writer.stream_id == S
+            writer.write("a")
+            assert server.holding.wait(10)
+            for chunk in chunks:
+                writer.write(chunk)  # returns although the push of "a" is held
+            gate.set()
+
+    async def asynchronous() -> None:
+        server.hold_next_append = gate = asyncio.Event()
+        async with db.streams.write(client_id="c1") as writer:
+            await writer.stream_id
+            await writer.write("a")
+            assert server.holding.is_set()  # the push started before write returned
+            for chunk in chunks:
+                await writer.write(chunk)
+            gate.set()
+
+    run(harness, sync, asynchronous)
+    appends = [m for m in messages(server) if m["op"] == "append-stream"]
+    assert [(m["chunks"], m["offset"]) for m in appends[:2]] == [(["a"], 0), (["bcd€f"], 1)]
+    assert server.content == "abcd€f".encode()
+    assert server.done
+
+
+def test_a_writer_holds_a_bounded_buffer_and_waits_for_room(
+    harness: ClientHarness, server: FakeStreamServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("instantdb._protocol.streams.BUFFER_LIMIT", 10)
+    db = harness.make()
+
+    def sync() -> Any:
+        writer = db.streams.write(client_id="c1", timeout=0.3)
+        writer.write("12345")
+        writer.write("678901")  # crosses the limit: taken whole
+        with pytest.raises(InstantTimeoutError, match="holds at most 10 unconfirmed"):
+            writer.write("never taken")
+        server.sessions[-1].put(event(flushed(11)))
+        writer.write("!")  # room again once the server confirmed
+        writer.close()
+        return writer
+
+    async def asynchronous() -> Any:
+        writer = db.streams.write(client_id="c1", timeout=0.3)
+        await writer.write("12345")
+        await writer.write("678901")
+        with pytest.raises(InstantTimeoutError, match="holds at most 10 unconfirmed"):
+            await writer.write("never taken")
+        server.sessions[-1].put(event(flushed(11)))
+        await writer.write("!")
+        await writer.close()
+        return writer
+
+    writer = run(harness, sync, asynchronous)
+    assert writer.error is None
+    assert writer.bytes_written == 12
+    assert server.content == b"12345678901!"
+
+
+def test_a_fast_producer_never_holds_more_than_the_limit(
+    harness: ClientHarness, server: FakeStreamServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("instantdb._protocol.streams.BUFFER_LIMIT", 64)
+    server.ack_appends = True
+    db = harness.make()
+    peak = 0
+
+    def sync() -> Any:
+        nonlocal peak
+        with db.streams.write(client_id="c1") as writer:
+            for n in range(200):
+                writer.write(f"{n:04d}|")
+                peak = max(peak, writer.bytes_written - writer.bytes_flushed)
+        return writer
+
+    async def asynchronous() -> Any:
+        nonlocal peak
+        async with db.streams.write(client_id="c1") as writer:
+            for n in range(200):
+                await writer.write(f"{n:04d}|")
+                peak = max(peak, writer.bytes_written - writer.bytes_flushed)
+        return writer
+
+    writer = run(harness, sync, asynchronous)
+    assert peak <= 64 + 5  # the limit, plus the one write that crossed it
+    assert server.content.decode() == "".join(f"{n:04d}|" for n in range(200))
+    assert writer.bytes_flushed == 1000
 
 
 def test_writer_that_exits_at_once_still_ends_the_stream(
@@ -296,7 +422,7 @@ def test_close_raises_when_the_end_is_not_confirmed(
 def test_writer_resumes_after_the_session_drops(
     harness: ClientHarness, server: FakeStreamServer
 ) -> None:
-    server.drop_after_appends = 2
+    server.drop_after_appends = 1
     db = harness.make()
     write_all(harness, db, ["Hello", " wor", "ld!", "?"])
     assert server.content == b"Hello world!?"
@@ -354,7 +480,20 @@ def test_reader_resumes_after_a_drop_without_duplicates(
     server.done = True
     server.cut_reads_after = 37  # inside a two-byte character
     db = harness.make()
-    chunks, reader = read_all(harness, db, client_id="c1")
+
+    def sync() -> Any:
+        with db.streams.read(client_id="c1") as reader:
+            first = next(reader)
+            server.sessions[-1].put(None)  # the connection drops once that much was read
+            return [first, *reader], reader
+
+    async def asynchronous() -> Any:
+        async with db.streams.read(client_id="c1") as reader:
+            first = await anext(reader)
+            server.sessions[-1].put(None)
+            return [first, *[chunk async for chunk in reader]], reader
+
+    chunks, reader = run(harness, sync, asynchronous)
     assert "".join(chunks) == text
     assert reader.byte_offset == len(text.encode())
     subscribes = [m for m in messages(server) if m["op"] == "subscribe-stream"]

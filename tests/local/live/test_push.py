@@ -4,6 +4,7 @@ token alone, ops handled in order, ``client-event-id`` echoed, unknown ops refus
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 from tests.local.live.harness import Session, client, eventually, query
@@ -158,3 +159,35 @@ def test_a_closed_session_is_forgotten(server):
             assert response.json()["type"] == "session-missing"
 
     asyncio.run(main())
+
+
+def test_a_push_cut_off_mid_body_queues_nothing_and_logs_no_error(server, caplog):
+    app = server.new_app()
+
+    async def main() -> None:
+        async with client() as http, Session(server.base_url, http, app) as session:
+            host, port = server.base_url.removeprefix("http://").split(":")
+            _, writer = await asyncio.open_connection(host, int(port))
+            ids = {
+                "machine_id": session.init["machine-id"],
+                "session_id": session.id,
+                "sse_token": session.init["sse-token"],
+            }
+            body = json.dumps(ids).encode()[:-1] + b',"messages":[{"op":"join-'
+            head = (
+                f"POST /admin/sse/push?app_id={app.id} HTTP/1.1\r\nhost: {host}\r\n"
+                "content-type: application/json\r\n"
+                f"content-length: {len(body) + 100}\r\n\r\n"
+            )
+            writer.write(head.encode() + body)
+            await writer.drain()
+            writer.close()  # gone before the rest of the body
+            await writer.wait_closed()
+            await session.stream.expect_quiet(0.3)
+            # The session still works.
+            await session.send("join-room", **{"room-id": "r"})
+            await session.next_op("join-room-ok")
+
+    with caplog.at_level("ERROR", logger="instantdb_local"):
+        asyncio.run(main())
+    assert not [r for r in caplog.records if "Unexpected error" in r.getMessage()]

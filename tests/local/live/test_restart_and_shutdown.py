@@ -68,6 +68,48 @@ def test_stream_bytes_survive_a_restart_and_the_writer_resumes(tmp_path: Path):
         asyncio.run(read_and_resume(second, stream_id))
 
 
+def test_after_a_crash_unacknowledged_whole_characters_count_and_half_ones_go(tmp_path: Path):
+    """A crash between writing bytes and acknowledging them leaves a prefix of what the
+    writer sent, maybe ending inside a character: the resumed stream starts after the
+    last whole one, so the writer resends exactly the rest."""
+    data = tmp_path / "data"
+    token = str(uuid.uuid4())
+
+    async def write(server: LocalServer) -> str:
+        app = server.instance.default_app
+        async with client() as http, Session(server.api_uri, http, app) as writer:
+            await writer.send("start-stream", **{"client-id": "torn", "reconnect-token": token})
+            stream_id = str((await writer.next_op("start-stream-ok"))["stream-id"])
+            fields = {"stream-id": stream_id, "chunks": ["acknowledged"], "offset": 0}
+            await writer.send("append-stream", **fields)
+            await writer.next_op("stream-flushed")
+        return stream_id
+
+    async def resume(server: LocalServer, stream_id: str) -> None:
+        app = server.instance.default_app
+        async with client() as http, Session(server.api_uri, http, app) as writer:
+            await writer.send("start-stream", **{"client-id": "torn", "reconnect-token": token})
+            resumed = await writer.next_op("start-stream-ok")
+            assert resumed["offset"] == len("acknowledged ✓".encode())
+            fields = {"stream-id": stream_id, "offset": resumed["offset"], "done": True}
+            await writer.send("append-stream", **fields, chunks=["€!"])
+            assert (await writer.next_op("stream-flushed"))["done"] is True
+            await writer.send("subscribe-stream", **{"stream-id": stream_id})
+            files = (await writer.next_op("stream-append"))["files"]
+            text = b"".join([(await http.get(f["url"])).content for f in files]).decode()
+            assert text == "acknowledged ✓€!"
+
+    with LocalServer(data_dir=data) as first:
+        stream_id = asyncio.run(write(first))
+    # What the crash left: two whole characters the server never acknowledged, then
+    # the first two bytes of a third.
+    [part] = data.rglob(f"streams/{stream_id}/0")
+    with part.open("ab") as file:
+        file.write(" ✓".encode() + "€".encode()[:2])
+    with LocalServer(data_dir=data) as second:
+        asyncio.run(resume(second, stream_id))
+
+
 def test_stopping_a_local_server_ends_its_open_streams(tmp_path: Path):
     server = LocalServer(data_dir=tmp_path / "data").start()
 

@@ -5,7 +5,7 @@ resuming writers, file URLs, ``$streams`` rows and permissions."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+import errno
 import threading
 import uuid
 from typing import Any
@@ -302,7 +302,7 @@ def test_a_storage_failure_is_reported_and_nothing_is_acknowledged(server, monke
             assert (await reader.next_op("stream-append"))["content"] == ""
 
             def broken(*args: Any) -> None:
-                raise sqlite3.OperationalError("disk I/O error")
+                raise OSError(errno.EIO, "Input/output error")
 
             with monkeypatch.context() as patch:
                 patch.setattr(StreamStore, "append", broken)
