@@ -132,6 +132,30 @@ def _not_flushed(machine: WriterMachine, timeout: float) -> InstantTimeoutError:
     )
 
 
+def _not_durable(machine: WriterMachine, target: int, timeout: float) -> InstantTimeoutError:
+    return InstantTimeoutError(
+        f"the server did not confirm the bytes written to stream {machine.client_id!r} "
+        f"within {timeout:g} s: {machine.flushed_offset} of {target} bytes are confirmed "
+        "durable. Check the connection to the server; the writer keeps trying, so a later "
+        "flush() may succeed.",
+        may_have_been_sent=True,
+    )
+
+
+def _flush_outcome(machine: WriterMachine, target: int, confirmed: bool, timeout: float) -> None:
+    """What `flush()` does once its wait ended: return, or raise why it cannot."""
+    if machine.flushed_offset >= target:
+        return
+    if machine.error is not None:
+        raise machine.error
+    if not confirmed:
+        raise _not_durable(machine, target, timeout)
+    raise InstantError(
+        f"stream {machine.client_id!r} ended before the server confirmed all its bytes "
+        f"({machine.flushed_offset} of {target} are durable)"
+    )
+
+
 def _no_room(machine: WriterMachine, timeout: float) -> InstantTimeoutError:
     return InstantTimeoutError(
         f"the server confirmed none of the {machine.buffered} bytes waiting on stream "
@@ -279,6 +303,23 @@ class StreamWriter(_WriterBase):
                 raise _no_room(machine, self._timeout)
         self._session.act(lambda: machine.write(data))
 
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every byte written so far is confirmed durable by the server
+        (``stream-flushed``), up to ``timeout`` seconds (default: the writer's).
+
+        Writes return once buffered; call this where a checkpoint matters. Raises
+        `InstantTimeoutError` when the confirmation did not come in time.
+        """
+        machine = self._machine
+        target = machine.total_bytes
+        if machine.flushed_offset >= target:
+            return
+        limit = self._timeout if timeout is None else _check_timeout(timeout, "flush()")
+        confirmed = self._session.wait_for(
+            lambda: machine.flushed_offset >= target or machine.finished, limit
+        )
+        _flush_outcome(machine, target, confirmed, limit)
+
     def close(self) -> None:
         """End the stream and wait for the server to confirm it durable. Idempotent.
 
@@ -403,6 +444,20 @@ class AsyncStreamWriter(_WriterBase):
             if not room and machine.error is None:
                 raise _no_room(machine, self._timeout)
         await self._session.act(lambda: machine.write(data))
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until every byte written so far is confirmed durable (see
+        `StreamWriter.flush`)."""
+        machine = self._machine
+        target = machine.total_bytes
+        if machine.flushed_offset >= target:
+            return
+        limit = self._timeout if timeout is None else _check_timeout(timeout, "flush()")
+        confirmed = await self._session.wait_for(
+            lambda: machine.flushed_offset >= target or machine.finished, limit
+        )
+        self._session.check_crash()
+        _flush_outcome(machine, target, confirmed, limit)
 
     async def close(self) -> None:
         """End the stream and wait for the server to confirm it durable. Idempotent."""

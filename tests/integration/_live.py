@@ -223,5 +223,8 @@ class LiveWriter:
     def write(self, data: str | bytes) -> None:
         run(self._loop, self.writer.write(data))
 
+    def flush(self, timeout: float | None = None) -> None:
+        run(self._loop, self.writer.flush(timeout))
+
     def close(self) -> None:
         run(self._loop, self.writer.close())

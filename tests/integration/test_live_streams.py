@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from instantdb import InstantAPIError, InstantError, InstantPermissionError
+from instantdb import InstantAPIError, InstantError, InstantPermissionError, InstantTimeoutError
 from instantdb_local import LocalServer
 from instantdb_local.instance import AppCredentials
 from tests.integration._live import (
@@ -229,6 +229,41 @@ def test_cuts_while_batched_pushes_are_on_the_wire_lose_and_repeat_nothing(
     assert out.writer.bytes_flushed == out.writer.bytes_written == len(text.encode())
     assert sha256(tail.read_all()) == sha256(text)
     assert stream_row(db, "cut-batches")["size"] == len(text.encode())
+
+
+def test_flush_waits_until_every_written_byte_is_durable(db: Driven, clients: Clients) -> None:
+    out = writer(db, clients, "checkpoints").enter()
+    tail = reader(db, clients, stream_id=out.stream_id)
+    text = ""
+    for checkpoint in range(3):
+        for token in chunks_of(200, 2):
+            out.write(token)
+            text += token
+        out.flush()
+        # Confirmed, with the stream still open: the server holds every byte so far.
+        assert out.writer.bytes_flushed == out.writer.bytes_written == len(text.encode())
+        assert not stream_row(db, "checkpoints").get("done")
+        assert tail.read_until(len(text)) == text, checkpoint
+    out.flush()  # nothing new: returns at once
+    out.close()
+    assert sha256(tail.read_all()) == sha256(text)
+
+
+def test_flush_times_out_clearly_while_the_server_is_unreachable(
+    db: Driven, clients: Clients, instant_app: AppCredentials
+) -> None:
+    proxy = TCPProxy.to(instant_app.api_uri)
+    through_proxy = clients.make(instant_app, api_uri=proxy.api_uri)
+    out = writer(through_proxy, clients, "unreachable", timeout=1).enter()
+    out.write("confirmed ")
+    out.flush()
+    proxy.stop()  # every connection cut, and no new one accepted
+    out.write("never confirmed")
+    with pytest.raises(InstantTimeoutError, match="10 of 25 bytes are confirmed durable"):
+        out.flush(timeout=0.5)
+    assert out.writer.bytes_flushed == 10
+    with pytest.raises(InstantTimeoutError):
+        out.close()
 
 
 def settle(clients: Clients, condition: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -262,6 +262,7 @@ def _write_stream(db: Any, world: Mapping[str, str]) -> Any:
         stream_id = writer.stream_id
         writer.write("hello, \u00e9t\u00e9 \u2713")
         writer.write(b" world")
+        writer.flush()
     return {"writer": writer, "stream_id": stream_id}
 
 
@@ -270,6 +271,7 @@ async def _write_stream_async(writer: Any) -> Any:
         stream_id = await writer.stream_id
         await writer.write("hello, \u00e9t\u00e9 \u2713")
         await writer.write(b" world")
+        await writer.flush()
     return {"writer": writer, "stream_id": stream_id}
 
 

@@ -191,9 +191,11 @@ def test_flushed_stream_bytes_survive_sigkill(killable: ServerProcess) -> None:
         writer.write(part)
         sent += len(part)
         # Stop at a whole character: ending the stream mid-character is refused.
-        if writer.bytes_flushed >= len(_RAW) // 3 and _whole_text(_RAW[:sent]):
+        if sent >= len(_RAW) // 3 and _whole_text(_RAW[:sent]):
             break
+    writer.flush()  # writes return once buffered: wait for the server's confirmation
     flushed = writer.bytes_flushed
+    assert flushed == sent
     killable.kill()
     with pytest.raises(InstantTimeoutError):
         writer.close()  # the server is gone: the end is never confirmed
@@ -202,9 +204,15 @@ def test_flushed_stream_bytes_survive_sigkill(killable: ServerProcess) -> None:
     stored = _read_unfinished(creds, "durable", at_least=flushed)
     assert flushed <= len(stored) <= sent
     assert stored == _RAW[: len(stored)]
+    # The bytes live in part files (streams/<id>/<n>); none holds more than was sent.
+    parts = [
+        p for p in killable.data_dir.rglob("*") if p.is_file() and p.parent.parent.name == "streams"
+    ]
+    assert parts
+    assert sum(p.stat().st_size for p in parts) <= sent
     # The data dir opens cleanly: every database in it passes SQLite's checks.
     databases = sorted(killable.data_dir.rglob("*.sqlite3"))
-    assert any(db.name == "streams.sqlite3" for db in databases)
+    assert databases
     for database in databases:
         assert integrity_problems(database) == [], database
 
