@@ -17,7 +17,7 @@ Every relay thread is bounded by socket timeouts and ends when the proxy stops.
 from __future__ import annotations
 
 import contextlib
-import select
+import selectors
 import socket
 import threading
 import time
@@ -166,10 +166,16 @@ class TCPProxy:
             thread.start()
 
     def _relay(self, link: _Link) -> None:
+        # A selector (epoll/poll), not select.select: a long test session holds more than
+        # 1024 descriptors, which select() cannot watch (ValueError, a silent drop).
+        watcher = selectors.DefaultSelector()
         try:
+            watcher.register(link.client, selectors.EVENT_READ)
+            watcher.register(link.upstream, selectors.EVENT_READ)
             while not link.closed:
-                readable, _, _ = select.select([link.client, link.upstream], [], [], _POLL_SECONDS)
-                for source in readable:
+                for key, _ in watcher.select(_POLL_SECONDS):
+                    source = key.fileobj
+                    assert isinstance(source, socket.socket)
                     data = source.recv(_BUFFER)
                     if not data:
                         return  # one side hung up: end both, as a dead path would
@@ -184,6 +190,7 @@ class TCPProxy:
         except (OSError, ValueError):
             pass  # cut meanwhile: the sockets are closed under us
         finally:
+            watcher.close()
             with self._lock:
                 link.close()
                 self._changed.notify_all()
