@@ -22,6 +22,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+from ._disk import fsync_dir, private_dir
+
 __all__ = ["FILES_ROUTE_PREFIX", "BlobStore", "IncomingBlob", "download_path", "new_location_id"]
 
 # Where the server serves blobs: GET /storage/files/<app-id>/<location-id>.
@@ -66,8 +68,8 @@ class BlobStore:
     def new_upload(self) -> IncomingBlob:
         """A temporary file to stream an upload into; see `IncomingBlob`."""
         incoming = self.root / _INCOMING
-        _private_dir(self.root)
-        _private_dir(incoming)
+        private_dir(self.root)
+        private_dir(incoming)
         return IncomingBlob(self, incoming / f"{uuid.uuid4()}{_PART_SUFFIX}")
 
     def open(self, location_id: str) -> BinaryIO | None:
@@ -162,7 +164,7 @@ class IncomingBlob:
         target = self._store.path_of(location_id)
         os.replace(self.path, target)
         self._stored = True
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return target
 
     def discard(self) -> None:
@@ -184,26 +186,3 @@ class IncomingBlob:
         traceback: TracebackType | None,
     ) -> None:
         self.discard()
-
-
-def _private_dir(path: Path) -> None:
-    try:
-        path.mkdir(mode=0o700)
-    except FileExistsError:
-        return
-    path.chmod(0o700)  # mkdir's mode is filtered by the umask
-
-
-def _fsync_dir(path: Path) -> None:
-    # Makes the rename itself durable. Directories cannot be opened on Windows; there
-    # the rename is as durable as the platform makes it.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import blobs, errors, schema_files
+from ._disk import private_dir
 from .engine import AppEngine
 
 logger = logging.getLogger("instantdb_local")
@@ -156,7 +157,7 @@ class Instance:
         project = Path(project_dir).expanduser().resolve() if project_dir is not None else None
         if project is not None and not project.is_dir():
             raise FileNotFoundError(f"Project directory {project} is not a directory.")
-        _make_private_dir(data)
+        private_dir(data, parents=True)
         registry = _open_registry(data / _REGISTRY_FILE)
         instance = cls(
             data,
@@ -411,8 +412,8 @@ class Instance:
             engine = self._engines.get(record.id)
             if engine is None:
                 app_dir = self._app_dir(record)
-                _make_private_dir(app_dir.parent)
-                _make_private_dir(app_dir)
+                private_dir(app_dir.parent, parents=True)
+                private_dir(app_dir, parents=True)
                 engine = self._engine_factory(app_dir / _ENGINE_FILE, app_id=record.id)
                 engine.use_file_url(self._file_url_builder(record.id))
                 self._engines[record.id] = engine
@@ -509,18 +510,6 @@ def _same_secret(expected: str, given: str) -> bool:
     import hmac
 
     return hmac.compare_digest(expected.encode(), given.encode())
-
-
-def _make_private_dir(path: Path) -> None:
-    """Create ``path`` readable by its owner only; leave an existing directory as it is."""
-    try:
-        path.mkdir(mode=0o700, parents=True)
-    except FileExistsError:
-        if not path.is_dir():
-            raise NotADirectoryError(f"{path} exists and is not a directory.") from None
-        return
-    # mkdir's mode is filtered by the umask; set it exactly.
-    path.chmod(0o700)
 
 
 def _open_registry(path: Path) -> sqlite3.Connection:

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from instantdb_local._disk import fsync_dir, private_dir
+
 __all__ = ["PART_LIMIT", "Part", "Piece", "StreamStore"]
 
 # The real server writes a stream file every 1 MiB.
@@ -76,8 +78,8 @@ class StreamStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        if _private_dir(root):
-            _fsync_dir(root.parent)
+        if private_dir(root):
+            fsync_dir(root.parent)
         legacy = root.parent / _LEGACY_FILE
         # Stream file URLs handed out by the previous version stay valid: its key is kept.
         self._secret = self._load_secret(_legacy_secret(legacy) if legacy.exists() else None)
@@ -87,7 +89,7 @@ class StreamStore:
     def append(self, stream_id: str, pieces: Sequence[Piece]) -> None:
         """Add ``pieces`` to their parts, durably: on disk when this returns."""
         directory = self.root / stream_id
-        made_directory = _private_dir(directory)
+        made_directory = private_dir(directory)
         made_file = False
         for piece in pieces:
             path = directory / str(piece.part)
@@ -105,9 +107,9 @@ class StreamStore:
                 file.flush()
                 _fdatasync(file.fileno())
         if made_file:
-            _fsync_dir(directory)
+            fsync_dir(directory)
         if made_directory:
-            _fsync_dir(self.root)
+            fsync_dir(self.root)
 
     def parts(self, stream_id: str) -> list[Part]:
         """The stream's parts in order (empty ones left out)."""
@@ -160,7 +162,7 @@ class StreamStore:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         return bytes.fromhex(path.read_text().strip())
 
     def _import_legacy(self, legacy: Path) -> None:
@@ -232,28 +234,3 @@ def _unfinished_character(tail: bytes) -> int:
             length = 1 if byte < 0x80 else 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
             return back if back < length else 0
     return 0
-
-
-def _private_dir(path: Path) -> bool:
-    """Make the directory (0700) unless it exists; whether it was made."""
-    try:
-        path.mkdir(mode=0o700)
-    except FileExistsError:
-        return False
-    path.chmod(0o700)  # mkdir's mode is filtered by the umask
-    return True
-
-
-def _fsync_dir(path: Path) -> None:
-    # Makes a new entry in the directory durable. Directories cannot be opened on
-    # Windows; there the entry is as durable as the platform makes it.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
