@@ -24,7 +24,7 @@ import pytest
 from instantdb import Instant, InstantTimeoutError, id
 from instantdb_local.instance import AppCredentials
 from tests.reliability._clients import KINDS, admin_client
-from tests.reliability._faults import CutResponse, FaultProxy, ResetAfterForward
+from tests.reliability._faults import CutResponse, FaultProxy, ResetAfterForward, Respond
 from tests.reliability._live import (
     WAIT,
     Subscriber,
@@ -80,6 +80,30 @@ def test_a_subscription_cut_mid_event_resumes_with_the_fresh_result(
     cut = [e for e in proxy.to("/admin/subscribe-query") if e.fault == "CutResponse"]
     assert len(cut) == 2
     assert len(proxy.to("/admin/subscribe-query")) == 3  # resumed after each cut
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_subscription_answered_503_then_429_reconnects_and_delivers(
+    kind: str, app: AppCredentials, proxy: FaultProxy
+) -> None:
+    # A gateway in trouble, then a rate limiter asking for a second: both are transient,
+    # so the subscription keeps trying (after the wait asked for) and then delivers.
+    rate_limited = b'{"type": "rate-limited", "message": "slow down"}'
+    proxy.plan(
+        Respond(503, b"upstream unavailable", (("content-type", "text/plain"),)),
+        Respond(429, rate_limited, (("content-type", "application/json"), ("retry-after", "1"))),
+        path="/admin/subscribe-query",
+    )
+    _add_goal(app, "before")
+    with Subscriber(kind, app, GOALS, api_uri=proxy.url) as subscriber:
+        assert subscriber.wait_for_data(_fresh(app))
+        _add_goal(app, "after")
+        assert subscriber.wait_for_data(_fresh(app))
+    answered = [e.fault for e in proxy.to("/admin/subscribe-query")]
+    assert answered[:2] == ["Respond", "Respond"]
+    assert len(answered) == 3  # the third attempt got through and stayed open
+    assert subscriber.error is None
+    assert repeated_payloads(subscriber.payloads) == []
 
 
 @pytest.mark.parametrize("kind", KINDS)

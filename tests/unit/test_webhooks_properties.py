@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from instantdb import webhooks
 from instantdb._protocol import webhooks as protocol
 from instantdb._protocol.webhooks import InstantWebhookError, InstantWebhookSignatureError
 from tests.unit.test_webhooks_receive import KID, SEED, public_x, sign
@@ -27,13 +29,22 @@ def _known_key() -> Iterator[None]:
     protocol.JWKS_CACHE.clear()
 
 
-def check(header: Any, body: Any, received_at: float = NOW) -> protocol.WebhookBody:
-    delivery = protocol.read_signed_delivery(header, body, received_at=received_at, now=NOW)
-    key = protocol.JWKS_CACHE.key(API, delivery.kid)
-    if key is None:
-        raise protocol.unknown_kid(API, delivery.kid)
-    protocol.verify_signature(delivery, key)
-    return protocol.webhook_body(delivery)
+def _no_network(request: httpx.Request) -> httpx.Response:
+    raise AssertionError(f"validate made a request: {request.url}")
+
+
+_OFFLINE = httpx.Client(transport=httpx.MockTransport(_no_network))
+
+
+def check(header: Any, body: Any, received_at: float = NOW) -> Any:
+    """The public `instantdb.webhooks.validate`, with the key cached and no network."""
+    return webhooks.validate(
+        signature_header=header,
+        body=body,
+        received_at=received_at,
+        api_uri=API,
+        http_client=_OFFLINE,
+    )
 
 
 def body_of(url: str, token: str) -> bytes:
