@@ -135,12 +135,22 @@ class AsyncInstant(ClientBase[AsyncTransport]):
         call = admin.debug_query_call(self._settings, q, rules, rule_params)
         return await self._transport.run(call)
 
-    async def debug_transact(self, chunks: Chunks, *, rules: Rules | None = None) -> DebugResult:
+    async def debug_transact(
+        self,
+        chunks: Chunks,
+        *,
+        rules: Rules | None = None,
+        rule_params: RuleParams | None = None,
+    ) -> DebugResult:
         """Check a transaction's permissions without committing it (needs ``as_user``).
 
         Returns ``{"tx_id", "all_checks_ok", "committed", "check_results"}``.
+        ``rule_params`` attaches the same rule params to every entity the steps touch, as
+        in `transact`.
         """
-        return await self._transport.run(admin.debug_transact_call(self._settings, chunks, rules))
+        return await self._transport.run(
+            admin.debug_transact_call(self._settings, chunks, rules, rule_params)
+        )
 
     async def schema(self) -> Schema:
         """The app's schema (``{"blobs": ..., "refs": ...}``); also feeds ``db.tx`` completion."""

@@ -130,12 +130,22 @@ class Instant(ClientBase[SyncTransport]):
         """
         return self._transport.run(admin.debug_query_call(self._settings, q, rules, rule_params))
 
-    def debug_transact(self, chunks: Chunks, *, rules: Rules | None = None) -> DebugResult:
+    def debug_transact(
+        self,
+        chunks: Chunks,
+        *,
+        rules: Rules | None = None,
+        rule_params: RuleParams | None = None,
+    ) -> DebugResult:
         """Check a transaction's permissions without committing it (needs ``as_user``).
 
         Returns ``{"tx_id", "all_checks_ok", "committed", "check_results"}``.
+        ``rule_params`` attaches the same rule params to every entity the steps touch, as
+        in `transact`.
         """
-        return self._transport.run(admin.debug_transact_call(self._settings, chunks, rules))
+        return self._transport.run(
+            admin.debug_transact_call(self._settings, chunks, rules, rule_params)
+        )
 
     def schema(self) -> Schema:
         """The app's schema (``{"blobs": ..., "refs": ...}``); also feeds ``db.tx`` completion."""

@@ -68,14 +68,17 @@ def debug_query_call(
 
 
 def debug_transact_call(
-    settings: Settings, chunks: Chunks, rules: Mapping[str, Any] | None
+    settings: Settings,
+    chunks: Chunks,
+    rules: Mapping[str, Any] | None,
+    rule_params: Mapping[str, Any] | None = None,
 ) -> Call[dict[str, Any]]:
     """``POST /admin/transact_perms_check`` (a dry run: nothing is committed).
 
     Returns ``{"tx_id", "all_checks_ok", "committed", "check_results", ...}``.
     """
     _require_impersonation(settings, "debug_transact")
-    body: dict[str, Any] = {"steps": _steps(chunks, None)}
+    body: dict[str, Any] = {"steps": _steps(chunks, rule_params)}
     if rules is not None:
         body["rules-override"] = mapping_to_json(rules, method="debug_transact", name="rules")
     request = json_request(

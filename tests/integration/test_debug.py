@@ -112,6 +112,11 @@ def test_debug_transact_rules_override_and_rule_params(db: Driven) -> None:
     assert with_params["all_checks_ok"] is True
     check = next(c for c in with_params["check_results"] if c["eid"] == doc)
     assert check["bindings"]["rule-params"] == {"ok": True}
+    # The same through the keyword, as transact() takes it.
+    keyword = guest.debug_transact(
+        guest.tx.docs[doc].update({"n": 1}), rules=rules, rule_params={"ok": True}
+    )
+    assert keyword["all_checks_ok"] is True
     assert db.query({"docs": {}})["docs"] == []
 
 

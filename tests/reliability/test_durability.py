@@ -9,6 +9,7 @@ key, so a torn transaction would show as a key with one half or the link missing
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -168,3 +170,75 @@ def test_acknowledged_transactions_survive_sigkill(
             f"{len(ledger.unknown)} cut mid-flight ({applied_unacked} of them committed), "
             f"{len(ledger.never_sent)} refused"
         )
+
+
+def _committed_txs(data: Path, app_id: str) -> int:
+    """How many transactions the app's database holds (read-only, beside the server)."""
+    database = data / "apps" / app_id / "app.sqlite3"
+    if not database.exists():
+        return 0  # the server opens an app's database at its first request
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM txs").fetchone()
+    return int(count)
+
+
+def _transact_in_a_thread(
+    db: Instant, chunks: list[Any]
+) -> tuple[threading.Thread, dict[str, Any]]:
+    outcome: dict[str, Any] = {}
+
+    def send() -> None:
+        try:
+            outcome["answer"] = db.transact(chunks)
+        except InstantError as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_write_in_flight_at_sigkill_is_never_applied_twice_with_default_retries(
+    tmp_path: Path,
+) -> None:
+    """The default retry policy against a real crash: a transaction whose request reached
+    the server is never sent again (``may_have_been_sent`` is True when it raises), one
+    that provably never got there is retried onto the restarted server, and either way
+    the server holds it at most once."""
+    data = tmp_path / "data"
+    server = ServerProcess(data)
+    creds = server.start()
+    outcomes: list[str] = []
+    try:
+        # Killed before the request goes out (retried onto the restarted server), while
+        # the server works on it, and after it answered.
+        for round_number, delay in enumerate((0.0, 0.05, 0.1, 0.25)):
+            before = _committed_txs(data, creds.app_id)
+            db = Instant(app_id=creds.app_id, admin_token=creds.admin_token, api_uri=creds.api_uri)
+            # Big enough to take the server a while, so the kill lands mid-request.
+            chunks = [
+                db.tx.items[id()].update({"n": n, "round": round_number}) for n in range(3000)
+            ]
+            thread, outcome = _transact_in_a_thread(db, chunks)
+            time.sleep(delay)
+            server.kill()
+            assert server.start() == creds  # a retry of an unsent request may land here
+            thread.join(60)
+            assert not thread.is_alive()
+            db.close()
+            applied = _committed_txs(data, creds.app_id) - before
+            error = outcome.get("error")
+            if error is None:
+                outcomes.append("acknowledged")
+                assert applied == 1, "an acknowledged transaction is there exactly once"
+            else:
+                assert isinstance(error, InstantNetworkError), error
+                outcomes.append(f"raised, may_have_been_sent={error.may_have_been_sent}")
+                assert applied <= 1, "a transaction was applied twice"
+                if not error.may_have_been_sent:
+                    assert applied == 0
+    finally:
+        server.kill()
+    # The case this test is about happened at least once: a request cut off inside the
+    # server, reported as possibly sent and not retried.
+    assert "raised, may_have_been_sent=True" in outcomes, outcomes
