@@ -9,7 +9,7 @@ SHARED ?= ../shared
 # What Binder installs (binder/requirements.txt), in a venv of its own: the tests run
 # binder/start and JupyterLab from it (tests/notebook/test_binder.py, test_browser.py).
 BINDER_VENV ?= build/binder-venv
-# The browser check drives Debian's Chromium (never a browser download).
+# The browser check drives Debian's Chromium when there is one (see the chromium target).
 CHROMIUM ?= /usr/bin/chromium
 PACKAGE_SOURCES := $(shell find instantdb instantdb_local instantdb_notebook -name '*.py' -o -name '*.tmpl')
 
@@ -38,16 +38,29 @@ $(BINDER_VENV)/.installed: binder/requirements.txt pyproject.toml $(PACKAGE_SOUR
 
 binder-venv: $(BINDER_VENV)/.installed
 
-# Debian's chromium package, installed when missing and we may (root with apt-get).
+# The browser check's Chromium, found in this order: $(CHROMIUM) (Debian's package);
+# Debian's package installed when we may (root with apt-get, as in CI); a Chromium or
+# Chrome on PATH; Playwright's own build, downloaded to ~/.cache/ms-playwright (a user's
+# machine without root). The path goes to build/chromium-path for `make pytest`.
 chromium:
-	@if [ -x "$(CHROMIUM)" ]; then exit 0; \
+	@mkdir -p build; \
+	if [ -x "$(CHROMIUM)" ]; then found="$(CHROMIUM)"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+			&& found="$(CHROMIUM)"; \
 	else \
-		echo "The browser check needs Chromium at $(CHROMIUM): install Debian's chromium" \
-			"package (apt-get install chromium), or set CHROMIUM=/path/to/chromium." >&2; \
+		found="$$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)"; \
+	fi; \
+	if [ -z "$$found" ]; then \
+		echo "No system Chromium: downloading Playwright's (set CHROMIUM=/path to use another)." >&2; \
+		$(BIN)/python -m playwright install chromium >&2 \
+			&& found="$$($(BIN)/python -c 'from playwright.sync_api import sync_playwright as p; b = p().start(); print(b.chromium.executable_path); b.stop()')"; \
+	fi; \
+	if [ -z "$$found" ] || [ ! -x "$$found" ]; then \
+		echo "The browser check needs Chromium: apt-get install chromium, or set CHROMIUM=/path/to/chromium." >&2; \
 		exit 1; \
-	fi
+	fi; \
+	echo "$$found" > build/chromium-path
 
 demo: $(VENV)/.installed-local
 	$(BIN)/instantdb-local run --data .instant-local -- $(BIN)/python examples/quickstart.py
@@ -63,7 +76,7 @@ typecheck: $(VENV)/.installed-dev
 
 # pytest exits 5 when it collects no tests; that is not a failure of the suite.
 pytest: $(VENV)/.installed-dev $(BINDER_VENV)/.installed chromium
-	INSTANTDB_BINDER_VENV=$(abspath $(BINDER_VENV)) INSTANTDB_CHROMIUM=$(CHROMIUM) \
+	INSTANTDB_BINDER_VENV=$(abspath $(BINDER_VENV)) INSTANTDB_CHROMIUM="$$(cat build/chromium-path)" \
 		$(BIN)/python -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then exit 0; else exit $$rc; fi
 
 bench-quick: $(VENV)/.installed-dev
