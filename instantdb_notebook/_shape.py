@@ -16,6 +16,13 @@ Rules, in the order they apply to each key of a namespace:
    values that are not non-empty objects (scalars, lists, ``{}``), when there are any, so
    nothing is lost and no all-empty column is added.
 3. Anything else is one column, named by the key.
+
+Attributes the schema declares but no entity holds are all-null columns of their type,
+and an empty result still has its ``id`` column (ids are strings), so an empty page has
+the columns and types a full one would. Columns then take one fixed order: ``id``, the
+declared attributes in the schema's order, then everything else in order of first
+appearance. The server returns each entity's keys in no particular order, and Arrow
+tables only concatenate when their fields are in the same order.
 """
 
 from __future__ import annotations
@@ -91,15 +98,20 @@ def shape(rows: list[dict[str, Any]], path: str, options: ShapeOptions) -> Table
     slots: list[Column | _Link] = []
     # dict.fromkeys over all rows' keys: the union of keys in order of first appearance,
     # so a key seen only in the last row is kept like any other.
-    for key in dict.fromkeys(chain.from_iterable(rows)):
-        values = list(map(dict.get, rows, repeat(key)))
+    keys = dict.fromkeys(map(str, chain.from_iterable(rows)))
+    for name in keys:
+        values = list(map(dict.get, rows, repeat(name)))
         kinds = set(map(type, values))
-        name = str(key)
         if _is_link(name, values, kinds, link_labels):
             slots.append(_link_slot(name, values, options.links))
         else:
             slots.extend(_flatten(name, values, kinds, declared, options))
     slots.extend(_schema_only_columns(slots, declared, len(rows), options.sep))
+    if not rows:
+        # Every entity has an id, and ids are strings: typed so, the id column of an empty
+        # result matches a full one's (a schema's own "id" record has no checked type).
+        slots = [slot for slot in slots if not (isinstance(slot, Column) and slot.name == "id")]
+        slots.insert(0, Column("id", [], declared.get("id") or "string"))
 
     table = Table(path=path, columns=[s for s in slots if isinstance(s, Column)], n_rows=len(rows))
     # Every plain column exists before the first join, so an explode repeats all of them;
@@ -113,7 +125,45 @@ def shape(rows: list[dict[str, Any]], path: str, options: ShapeOptions) -> Table
         else:
             _separate_into(table, slot, rows, path, options)
     _check_unique_names(table, options)
+    _put_in_order(table, keys, declared, options.sep)
     return table
+
+
+def _put_in_order(
+    table: Table, keys: Mapping[str, None], declared: Mapping[str, Any], sep: str
+) -> None:
+    """Sort the columns: ``id``, then the declared attributes in the schema's order, then
+    the other keys in order of first appearance.
+
+    A column goes where the key it came from goes, so flattened (``meta.owner``) and
+    exploded (``todos.text``) columns stay together, in the order they were made (the
+    sort is stable).
+    """
+    rank: dict[str, int] = {"id": 0}
+    for name in declared:
+        rank.setdefault(_source_key(name, keys, sep), len(rank))
+    for key in keys:
+        rank.setdefault(key, len(rank))
+    if len(table.columns) > 1:
+        table.columns.sort(key=lambda column: _rank_of(column.name, rank, sep))
+
+
+def _source_key(name: str, keys: Mapping[str, Any], sep: str) -> str:
+    """The key a column name comes from: itself, or its longest prefix that is a key
+    (``meta`` for ``meta.owner``); the name itself when neither is."""
+    if name in keys or sep not in name:
+        return name
+    parts = name.split(sep)
+    for end in range(len(parts) - 1, 0, -1):
+        prefix = sep.join(parts[:end])
+        if prefix in keys:
+            return prefix
+    return name
+
+
+def _rank_of(name: str, rank: Mapping[str, int], sep: str) -> int:
+    position = rank.get(_source_key(name, rank, sep))
+    return len(rank) if position is None else position
 
 
 def _is_link(
@@ -181,7 +231,8 @@ def _flatten(
     declared: Mapping[str, InstantType | None],
     options: ShapeOptions,
 ) -> list[Column]:
-    if dict not in kinds or not options.flatten:
+    # A column written "json" in a type mapping is kept whole: the user asked for objects.
+    if dict not in kinds or not options.flatten or declared.get(name) == "json":
         return [Column(name, values, declared.get(name), kinds)]
     objects = values if kinds == {dict} else [v if type(v) is dict else _EMPTY for v in values]
     sub_keys = dict.fromkeys(chain.from_iterable(objects))

@@ -298,10 +298,134 @@ def test_an_empty_result_keeps_the_schema_columns_and_dtypes() -> None:
     assert table.schema.field("createdAt").type == pa.timestamp("us", tz="UTC")
 
 
-def test_an_empty_result_without_a_schema_has_no_columns() -> None:
+def test_an_empty_result_without_a_schema_has_only_the_id() -> None:
     frame = to_dataframe({"goals": []})
     assert frame.shape == (0, 0)
     assert frame.index.name == "id"
+    assert frame.index.dtype == "string"
+    assert to_arrow({"goals": []}).schema == pa.schema([pa.field("id", pa.string())])
+
+
+# A hand-written mapping and a server-shaped schema (what db.schema() returns: blobs with
+# an untyped "id" record, refs) declaring the same four attributes of "goals".
+_MAPPING = {"goals": {"title": "string", "priority": "number", "done": "boolean", "at": "date"}}
+
+
+def _blob(etype: str, label: str, checked: str | None) -> dict[str, Any]:
+    return {"forward-identity": [f"{etype}-{label}", etype, label], "checked-data-type": checked}
+
+
+_SERVER_SHAPED = {
+    "blobs": {
+        "goals": {
+            label: _blob("goals", label, checked)
+            for label, checked in [
+                ("id", None),
+                ("title", "string"),
+                ("priority", "number"),
+                ("done", "boolean"),
+                ("at", "date"),
+            ]
+        },
+    },
+    "refs": {},
+}
+
+
+def _goals_in_server_order() -> dict[str, Any]:
+    # The server gives each entity's keys in no fixed order, and leaves missing ones out.
+    return {
+        "goals": [
+            {"done": True, "at": 1_735_689_600_000, "id": "g1", "priority": 2, "title": "a"},
+            {"id": "g2", "title": "b", "at": "2025-01-02T03:04:05Z"},
+        ]
+    }
+
+
+_EXPECTED_FIELDS = [
+    pa.field("id", pa.string()),
+    pa.field("title", pa.string()),
+    pa.field("priority", pa.int64()),
+    pa.field("done", pa.bool_()),
+    pa.field("at", pa.timestamp("us", tz="UTC")),
+]
+
+
+@pytest.mark.parametrize("schema", [_MAPPING, _SERVER_SHAPED], ids=["mapping", "server"])
+def test_an_empty_arrow_table_has_the_columns_and_types_of_a_full_one(
+    schema: dict[str, Any],
+) -> None:
+    empty = to_arrow({"goals": []}, schema=schema)
+    full = to_arrow(_goals_in_server_order(), schema=schema)
+
+    assert list(empty.schema) == _EXPECTED_FIELDS
+    assert list(full.schema) == _EXPECTED_FIELDS
+    both = pa.concat_tables([empty, full])
+    assert both.column("id").to_pylist() == ["g1", "g2"]
+    assert both.column("priority").to_pylist() == [2, None]
+
+
+@pytest.mark.parametrize("schema", [_MAPPING, _SERVER_SHAPED], ids=["mapping", "server"])
+def test_an_empty_frame_has_the_index_columns_and_dtypes_of_a_full_one(
+    schema: dict[str, Any],
+) -> None:
+    empty = to_dataframe({"goals": []}, schema=schema)
+    full = to_dataframe(_goals_in_server_order(), schema=schema)
+
+    assert empty.index.name == full.index.name == "id"
+    assert empty.index.dtype == full.index.dtype == "string"
+    assert list(empty.columns) == list(full.columns) == ["title", "priority", "done", "at"]
+    pd.testing.assert_series_equal(empty.dtypes, full.dtypes)
+    both = pd.concat([empty, full])
+    pd.testing.assert_series_equal(both.dtypes, full.dtypes)
+    assert both.index.dtype == "string"
+    with_id = to_dataframe({"goals": []}, schema=schema, index=None)
+    assert list(with_id.columns) == ["id", "title", "priority", "done", "at"]
+
+
+def test_columns_follow_the_schema_not_the_order_keys_arrive_in() -> None:
+    reversed_keys = {"goals": [{"x": 1, "at": 0, "title": "a", "id": "g1"}]}
+    frame = to_dataframe(reversed_keys, schema=_MAPPING, index=None)
+    # id, then the declared attributes in the schema's order, then the rest
+    assert list(frame.columns) == ["id", "title", "priority", "done", "at", "x"]
+    # without a schema: id first, the rest as they first appear
+    assert list(to_dataframe(reversed_keys, index=None).columns) == ["id", "x", "at", "title"]
+
+
+def test_flattened_and_exploded_columns_stay_where_their_key_goes() -> None:
+    result = {
+        "goals": [
+            {
+                "todos": [{"text": "t", "id": "t1"}],
+                "meta": {"owner": "ann", "n": 1},
+                "id": "g1",
+                "title": "a",
+            }
+        ]
+    }
+    schema = {"goals": {"title": "string", "meta.n": "number"}, "goals.todos": {"text": "string"}}
+    frame = to_dataframe(result, links="explode", schema=schema, index=None)
+    assert list(frame.columns) == ["id", "title", "meta.owner", "meta.n", "todos.id", "todos.text"]
+
+
+def test_a_column_declared_json_in_a_mapping_is_kept_whole() -> None:
+    result = {"goals": [{"id": "g1", "meta": {"owner": "ann"}}, {"id": "g2", "meta": [1, 2]}]}
+    frame = to_dataframe(result, schema={"goals": {"meta": "json"}})
+    assert list(frame.columns) == ["meta"]
+    assert frame["meta"].dtype == object
+    assert frame["meta"].tolist() == [{"owner": "ann"}, [1, 2]]
+    assert list(to_dataframe({"goals": []}, schema={"goals": {"meta": "json"}}).columns) == ["meta"]
+
+
+def test_attributes_without_a_checked_type_need_arrow_promotion_to_concatenate() -> None:
+    # Their type comes from the values, so an empty table cannot know it: it holds an
+    # all-null column that Arrow's promotion unifies with whatever a full table has.
+    schema = {"goals": {**_MAPPING["goals"], "tags": "json"}}
+    empty = to_arrow({"goals": []}, schema=schema)
+    full = to_arrow({"goals": [{"id": "g1", "tags": ["x"]}]}, schema=schema)
+    assert empty.schema.field("tags").type == pa.null()
+    both = pa.concat_tables([empty, full], promote_options="default")
+    assert both.column("tags").to_pylist() == [["x"]]
 
 
 def test_declared_attributes_no_entity_holds_are_all_null_columns() -> None:
