@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -81,7 +81,8 @@ def settings_from_environment() -> DeliverySettings:
         return DeliverySettings(retry_schedule=schedule)
     except ValueError:
         logger.error(
-            "%s=%r is not a comma separated list of seconds; using the real schedule",
+            "%s=%r is not a comma separated list of seconds (finite, >= 0, e.g. 1,2,5); "
+            "using the real schedule",
             RETRY_SCHEDULE_VARIABLE,
             text,
         )
@@ -104,8 +105,13 @@ class WebhookService:
         *,
         settings: DeliverySettings | None = None,
         signing_key: SigningKey | None = None,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
+        """``clock`` is the wall clock in integer nanoseconds that deliveries use: the
+        signature's ``t``, an attempt's outcome time and its retry time (tests inject
+        one to check the schedule without waiting)."""
         self.instance = instance
+        self._clock = clock
         self.store = WebhookStore(instance.data_dir / _STORE_FILE)
         self.signing_key = signing_key or self.store.signing_key(time.time_ns())
         self._lock = threading.Lock()
@@ -474,13 +480,13 @@ class WebhookService:
             attempt = attempt_record(
                 _utc_now(), 0, error_type="disabled", error_message="Webhook is disabled."
             )
-            self.store.finish_attempt(event, attempt, "failed", None, time.time_ns())
+            self.store.finish_attempt(event, attempt, "failed", None, self._clock())
             return
-        body, headers = self.delivery(hook, event.isn, time.time())
+        body, headers = self.delivery(hook, event.isn, self._clock() / 1e9)
         attempt = send(self._client, hook.url, body, headers, self.settings.request_timeout)
         earlier = len(event.attempts or ())
         status_code = attempt["status-code"]
-        now = time.time_ns()
+        now = self._clock()
         if attempt["success?"]:
             self.store.finish_attempt(event, attempt, "success", None, now)
         elif status_code == 410:
