@@ -700,7 +700,8 @@ class AppEngine:
     def close(self) -> None:
         try:
             self.flush_released_changes()
-        except sqlite3.Error:  # the rows stay and are handed back (and skipped) on reopen
+        except (sqlite3.Error, RuntimeError):  # closed already, or the disk failed:
+            # the rows stay, are handed back on reopen, and the listener skips them.
             logger.warning("Could not flush the change outbox of app %s", self.app_id)
         self._store.close()
 
