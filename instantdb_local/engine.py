@@ -26,6 +26,9 @@ Extensions beyond the first contract:
   Those records are also written to the app's ``change_outbox`` in the transaction
   itself, and stay there until the listener calls `AppEngine.release_changes` once it
   has kept them: `AppEngine.unreleased_changes` hands them back after a crash.
+  Releasing costs no write of its own: released rows are deleted by the app's next
+  transaction (or `AppEngine.flush_released_changes`, or `close`), so until then a
+  crash hands them back again and the listener must treat a repeat as a no-op.
 - `AppEngine.trusted_write` runs the server's own multi-step writes (auth, storage):
   reads and InstaML steps in one SQLite transaction, as admin, system columns allowed.
 - `AppEngine.blobs` holds the bytes of the app's ``$files`` (`blobs.BlobStore`, next to
@@ -126,6 +129,10 @@ class Commit:
     changes: tuple[EntityChange, ...] = ()
     """Filled only while a listener's ``wants_changes()`` is true, in the order the
     transaction touched the entities."""
+    changes_json: str | None = None
+    """``changes`` as the outbox row holds them: a JSON list of `EntityChange` fields
+    (what `AppEngine.unreleased_changes` decodes), so a listener need not encode them
+    again. None when there are no changes."""
     # The namespaces whose query results this commit may have changed; None when that
     # is unknown (or the schema changed), which listeners must read as "any of them".
     etypes: frozenset[str] | None = None
@@ -162,6 +169,7 @@ class AppEngine:
         self._listeners: list[CommitListener] = []
         self._plans: dict[tuple[str, bool], tuple[Catalog, dict[str, Node], dict[str, Any]]] = {}
         self._change_wanters: list[Callable[[], bool]] = []
+        self._outbox = _ChangeOutbox()
         self.blobs = BlobStore(path.parent / "files")
         self.add_commit_listener(self._drop_deleted_blobs)
         self._sweep_orphan_blobs()
@@ -203,12 +211,28 @@ class AppEngine:
         `release_changes`). Records are `EntityChange` fields as dicts."""
         with self._store.read() as conn:
             rows = conn.execute("SELECT tx, records FROM change_outbox ORDER BY tx").fetchall()
-        return [(int(tx), json.loads(records)) for tx, records in rows]
+        released = self._outbox.released()
+        return [(int(tx), json.loads(records)) for tx, records in rows if tx not in released]
 
     def release_changes(self, tx_id: int) -> None:
-        """The changes of ``tx_id`` are kept elsewhere now; forget them."""
-        with self._store.write() as conn:
-            conn.execute("DELETE FROM change_outbox WHERE tx = ?", (tx_id,))
+        """The changes of ``tx_id`` are kept elsewhere now; forget them.
+
+        No write happens here: a commit costs a disk sync, and the listener runs on the
+        writer's thread. The row is deleted inside the app's next transaction; until
+        then a crash hands it back from `unreleased_changes`.
+        """
+        self._outbox.release(tx_id)
+
+    def flush_released_changes(self) -> None:
+        """Delete the outbox rows released since the last transaction now (a listener
+        whose filters changed calls this, so a crash cannot replay an old transaction
+        through the new filters)."""
+        if not self._outbox.has_released():
+            return
+        with self._store.lock:
+            with self._store.write() as conn:
+                deleted, _ = self._outbox.write(conn, None, ())
+            self._outbox.committed(deleted)
 
     def _notify(self, commit: Commit) -> None:
         for listener in list(self._listeners):
@@ -293,11 +317,18 @@ class AppEngine:
             with self._store.write() as conn:
                 write = TrustedWrite(self, conn, capture=self._changes_wanted())
                 yield write
-                if write.tx is not None:
-                    _keep_changes(conn, write.tx, tuple(write.changes))
+                deleted, encoded = self._outbox.write(conn, write.tx, tuple(write.changes))
+            self._outbox.committed(deleted)
             self._catalog = write.catalog  # published only once committed
         if write.tx is not None:
-            self._notify(Commit(write.tx, tuple(write.deleted_files), tuple(write.changes)))
+            self._notify(
+                Commit(
+                    write.tx,
+                    tuple(write.deleted_files),
+                    tuple(write.changes),
+                    changes_json=encoded,
+                )
+            )
 
     # -- schema and rules ---------------------------------------------------------
 
@@ -514,13 +545,15 @@ class AppEngine:
                 tx, catalog, effects, changes = self._run(
                     conn, steps, actor, throw_on_missing_attrs, rules, system_writes, capture
                 )
-                _keep_changes(conn, tx, changes)
+                deleted, encoded = self._outbox.write(conn, tx, changes)
+            self._outbox.committed(deleted)
             self._catalog = catalog  # published only once committed
         self._notify(
             Commit(
                 tx,
                 tuple(effects.deleted_files),
                 changes=changes,
+                changes_json=encoded,
                 etypes=_changed_etypes(steps, effects, catalog),
             )
         )
@@ -603,6 +636,8 @@ class AppEngine:
         )
         committed = False
         tx = 0
+        deleted: tuple[int, ...] = ()
+        encoded: str | None = None
         capture = commit and self._changes_wanted()
         with self._store.lock:
             try:
@@ -612,11 +647,12 @@ class AppEngine:
                     )
                     if not (commit and all(c.ok for c in rules.checks)):
                         raise _Rollback
-                    _keep_changes(conn, tx, changes)
+                    deleted, encoded = self._outbox.write(conn, tx, changes)
                     committed = True
             except _Rollback:
                 pass
             if committed:
+                self._outbox.committed(deleted)
                 self._catalog = catalog
         if committed:
             self._notify(
@@ -624,6 +660,7 @@ class AppEngine:
                     tx,
                     tuple(effects.deleted_files),
                     changes=changes,
+                    changes_json=encoded,
                     etypes=_changed_etypes(steps, effects, catalog),
                 )
             )
@@ -661,6 +698,11 @@ class AppEngine:
         return auth.create_token(self, email=email, id=id)
 
     def close(self) -> None:
+        try:
+            self.flush_released_changes()
+        except (sqlite3.Error, RuntimeError):  # closed already, or the disk failed:
+            # the rows stay, are handed back on reopen, and the listener skips them.
+            logger.warning("Could not flush the change outbox of app %s", self.app_id)
         self._store.close()
 
 
@@ -918,24 +960,63 @@ def _apply_recording_changes(
     return effects, _entity_changes(catalog, _in_order(before, keys), _in_order(after, keys))
 
 
-def _keep_changes(conn: sqlite3.Connection, tx: int, changes: tuple[EntityChange, ...]) -> None:
-    """Write a transaction's changes to the outbox, inside the transaction itself."""
-    if not changes:
-        return
-    records = [
-        {
-            "namespace": change.namespace,
-            "id": change.id,
-            "action": change.action,
-            "before": change.before,
-            "after": change.after,
-        }
-        for change in changes
-    ]
-    conn.execute(
-        "INSERT OR REPLACE INTO change_outbox (tx, records) VALUES (?, ?)",
-        (tx, json.dumps(records, ensure_ascii=False)),
-    )
+class _ChangeOutbox:
+    """The engine's side of the change outbox: rows written inside each transaction,
+    and the transactions their listener has released, deleted by the next one.
+
+    Deleting a released row in a transaction of its own would cost a second synced
+    commit per transaction; riding along with the next write costs one statement.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._released: set[int] = set()
+
+    def release(self, tx: int) -> None:
+        with self._lock:
+            self._released.add(tx)
+
+    def released(self) -> frozenset[int]:
+        with self._lock:
+            return frozenset(self._released)
+
+    def has_released(self) -> bool:
+        return bool(self._released)
+
+    def write(
+        self, conn: sqlite3.Connection, tx: int | None, changes: tuple[EntityChange, ...]
+    ) -> tuple[tuple[int, ...], str | None]:
+        """Inside a write transaction: keep ``changes`` of ``tx`` and delete the rows
+        released so far. Returns those released txs, for `committed` once it commits
+        (a rollback keeps them pending), and the changes' JSON (None if none)."""
+        with self._lock:
+            deleted = tuple(self._released)
+        if deleted:
+            conn.executemany(
+                "DELETE FROM change_outbox WHERE tx = ?", [(released,) for released in deleted]
+            )
+        if not changes or tx is None:
+            return deleted, None
+        records = [
+            {
+                "namespace": change.namespace,
+                "id": change.id,
+                "action": change.action,
+                "before": change.before,
+                "after": change.after,
+            }
+            for change in changes
+        ]
+        encoded = json.dumps(records, ensure_ascii=False)
+        conn.execute(
+            "INSERT OR REPLACE INTO change_outbox (tx, records) VALUES (?, ?)", (tx, encoded)
+        )
+        return deleted, encoded
+
+    def committed(self, deleted: tuple[int, ...]) -> None:
+        if deleted:
+            with self._lock:
+                self._released.difference_update(deleted)
 
 
 def _entity_changes(

@@ -16,6 +16,7 @@ else -> ``error`` with a retry after 1 min, 5 min, 30 min, 2 h, 5 h, 10 h, then 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -50,8 +51,11 @@ class DeliverySettings:
     stuck_after: float = 60.0
 
     def __post_init__(self) -> None:
-        if not self.retry_schedule or any(s < 0 for s in self.retry_schedule):
-            raise ValueError("retry_schedule must be a non-empty list of seconds >= 0")
+        # NaN or infinity would only fail later, when a retry time is computed.
+        if not self.retry_schedule or not all(
+            math.isfinite(s) and s >= 0 for s in self.retry_schedule
+        ):
+            raise ValueError("retry_schedule must be a non-empty list of finite seconds >= 0")
         if self.max_attempts < 1 or self.concurrency < 1:
             raise ValueError("max_attempts and concurrency must be at least 1")
         if self.request_timeout <= 0 or self.stuck_after <= 0:

@@ -11,13 +11,14 @@ they stay the same across retries and resends:
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .isn import isn_bytes
 
-__all__ = ["matches", "payload_key", "payload_records", "record_key"]
+__all__ = ["encode", "kinds", "matches", "payload_key", "payload_records", "record_key"]
 
 
 def _key(*parts: bytes) -> str:
@@ -36,11 +37,22 @@ def record_key(namespace: str, action: str, entity_id: str, isn: int) -> str:
     return _key(namespace.encode("utf-8"), action.encode("utf-8"), entity, isn_bytes(isn))
 
 
+def encode(changes: Iterable[Mapping[str, Any]]) -> str:
+    """A transaction's change records as the store keeps them (JSON text)."""
+    return json.dumps(list(changes), ensure_ascii=False)
+
+
+def kinds(changes: Iterable[Mapping[str, Any]]) -> set[tuple[str, str]]:
+    """The ``(namespace, action)`` pairs of change records: what `matches` reads."""
+    return {(c["namespace"], c["action"]) for c in changes}
+
+
 def matches(
-    changes: Iterable[Mapping[str, Any]], namespaces: Sequence[str], actions: Sequence[str]
+    kinds: Iterable[tuple[str, str]], namespaces: Sequence[str], actions: Sequence[str]
 ) -> bool:
-    """Whether any change is of one of the namespaces, with one of the actions."""
-    return any(c["namespace"] in namespaces and c["action"] in actions for c in changes)
+    """Whether any ``(namespace, action)`` pair of a transaction is one of the
+    webhook's namespaces, with one of its actions."""
+    return any(namespace in namespaces and action in actions for namespace, action in kinds)
 
 
 def payload_records(

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -81,7 +81,8 @@ def settings_from_environment() -> DeliverySettings:
         return DeliverySettings(retry_schedule=schedule)
     except ValueError:
         logger.error(
-            "%s=%r is not a comma separated list of seconds; using the real schedule",
+            "%s=%r is not a comma separated list of seconds (finite, >= 0, e.g. 1,2,5); "
+            "using the real schedule",
             RETRY_SCHEDULE_VARIABLE,
             text,
         )
@@ -104,8 +105,13 @@ class WebhookService:
         *,
         settings: DeliverySettings | None = None,
         signing_key: SigningKey | None = None,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
+        """``clock`` is the wall clock in integer nanoseconds that deliveries use: the
+        signature's ``t``, an attempt's outcome time and its retry time (tests inject
+        one to check the schedule without waiting)."""
         self.instance = instance
+        self._clock = clock
         self.store = WebhookStore(instance.data_dir / _STORE_FILE)
         self.signing_key = signing_key or self.store.signing_key(time.time_ns())
         self._lock = threading.Lock()
@@ -113,6 +119,9 @@ class WebhookService:
         # manager (under self._lock) changes it.
         self._active: dict[str, tuple[Webhook, ...]] = {}
         self._refresh_active()
+        # The engines being watched, to flush their released outbox rows before an
+        # app's webhooks change (see `_changing`).
+        self._engines: weakref.WeakValueDictionary[str, AppEngine] = weakref.WeakValueDictionary()
         self._client = httpx.Client(follow_redirects=False, trust_env=False)
         self._worker = DeliveryWorker(self.store, settings or DeliverySettings(), self.deliver)
         self._stopped = False
@@ -155,32 +164,58 @@ class WebhookService:
         app_id = engine.app_id
 
         def on_commit(commit: Commit) -> None:
-            if commit.changes:
-                self._record(engine, commit.tx_id, [_change_record(c) for c in commit.changes])
+            if not commit.changes:
+                return
+            # The engine already encoded the records for its outbox: the same text is
+            # the change record kept here.
+            encoded = commit.changes_json
+            if encoded is None:
+                encoded = records.encode([_change_record(c) for c in commit.changes])
+            kinds: set[tuple[str, str]] = {(c.namespace, c.action) for c in commit.changes}
+            self._record(engine, commit.tx_id, kinds, encoded)
 
         add(on_commit, wants_changes=lambda: app_id in self._active)
+        self._engines[app_id] = engine
         # Changes committed before a crash that no event was made of yet: the engine
-        # kept them in the transaction itself (its outbox).
+        # kept them in the transaction itself (its outbox). Those already recorded
+        # (released, but the engine had not deleted them yet) made their events then.
         for tx_id, changes in engine.unreleased_changes():
-            self._record(engine, tx_id, changes)
+            if self.store.has_changes(app_id, tx_id):
+                engine.release_changes(tx_id)
+            else:
+                self._record(engine, tx_id, records.kinds(changes), records.encode(changes))
 
-    def _record(self, engine: AppEngine, tx_id: int, changes: list[dict[str, Any]]) -> None:
+    def _record(
+        self, engine: AppEngine, tx_id: int, kinds: set[tuple[str, str]], encoded: str
+    ) -> None:
         """Events for the webhooks a transaction matches; then the engine may forget its
         changes. A failure (or a crash) before that leaves them in the engine's outbox,
-        to be recorded when the engine is next opened."""
+        to be recorded when the engine is next opened.
+
+        ``kinds`` are the transaction's ``(namespace, action)`` pairs, ``encoded`` its
+        change records as JSON text.
+        """
         if self._stopped:
             return
         app_id = engine.app_id
         hooks = [
             hook.id
             for hook in self._active.get(app_id, ())
-            if records.matches(changes, hook.namespaces, hook.actions)
+            if records.matches(kinds, hook.namespaces, hook.actions)
         ]
         if hooks:
             # The same tx twice (a retry of the drain) makes no second event.
-            self.store.record_transaction(app_id, tx_id, changes, hooks, time.time_ns())
+            self.store.record_transaction(app_id, tx_id, encoded, hooks, time.time_ns())
             self._worker.wake()
         engine.release_changes(tx_id)
+
+    def _changing(self, app_id: str) -> None:
+        """Before an app's active webhooks change: the transactions released so far
+        were matched against the old ones, so their outbox rows go now; a crash must
+        not replay them through the new ones."""
+        engine = self._engines.get(app_id)
+        if engine is not None:
+            engine.flush_released_changes()
 
     def _refresh_active(self) -> None:
         active: dict[str, list[Webhook]] = {}
@@ -206,6 +241,7 @@ class WebhookService:
         )
         with self._lock:
             self._check_can_be_active(hook)
+            self._changing(app_id)
             self.store.insert_webhook(hook)
             self._refresh_active()
         return hook.to_json()
@@ -225,6 +261,7 @@ class WebhookService:
             )
             if hook.status == "active":
                 self._check_can_be_active(hook, counting=False)
+            self._changing(app_id)
             self.store.save_webhook(hook)
             self._refresh_active()
         return hook.to_json()
@@ -241,6 +278,7 @@ class WebhookService:
             else:
                 hook = replace(hook, status="disabled", disabled_reason=reason)
             hook = replace(hook, updated_ns=time.time_ns())
+            self._changing(app_id)
             self.store.save_webhook(hook)
             self._refresh_active()
         return hook.to_json()
@@ -248,6 +286,7 @@ class WebhookService:
     def delete(self, app_id: str, webhook_id: str) -> dict[str, Any]:
         with self._lock:
             hook = self.require(app_id, webhook_id)
+            self._changing(app_id)
             self.store.delete_webhook(hook.id)
             self._refresh_active()
         return hook.to_json()
@@ -441,13 +480,13 @@ class WebhookService:
             attempt = attempt_record(
                 _utc_now(), 0, error_type="disabled", error_message="Webhook is disabled."
             )
-            self.store.finish_attempt(event, attempt, "failed", None, time.time_ns())
+            self.store.finish_attempt(event, attempt, "failed", None, self._clock())
             return
-        body, headers = self.delivery(hook, event.isn, time.time())
+        body, headers = self.delivery(hook, event.isn, self._clock() / 1e9)
         attempt = send(self._client, hook.url, body, headers, self.settings.request_timeout)
         earlier = len(event.attempts or ())
         status_code = attempt["status-code"]
-        now = time.time_ns()
+        now = self._clock()
         if attempt["success?"]:
             self.store.finish_attempt(event, attempt, "success", None, now)
         elif status_code == 410:

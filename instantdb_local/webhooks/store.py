@@ -269,17 +269,18 @@ class WebhookStore:
         self,
         app_id: str,
         isn: int,
-        changes: Sequence[Mapping[str, Any]],
+        changes_json: str,
         webhook_ids: Sequence[str],
         now_ns: int,
     ) -> None:
-        """Keep a transaction's change record and make a pending event per webhook."""
+        """Keep a transaction's change record (a JSON list, as `records.encode` makes
+        it) and make a pending event per webhook."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.execute(
                     "INSERT OR REPLACE INTO changes (app_id, isn, records) VALUES (?, ?, ?)",
-                    (app_id, isn, json.dumps(list(changes), ensure_ascii=False)),
+                    (app_id, isn, changes_json),
                 )
                 self._conn.executemany(
                     f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS}) "
@@ -290,6 +291,11 @@ class WebhookStore:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+
+    def has_changes(self, app_id: str, isn: int) -> bool:
+        """Whether the transaction was recorded (its change record is kept)."""
+        rows = self._rows("SELECT 1 FROM changes WHERE app_id = ? AND isn = ?", (app_id, isn))
+        return bool(rows)
 
     def changes(self, app_id: str, isn: int) -> list[dict[str, Any]] | None:
         rows = self._rows("SELECT records FROM changes WHERE app_id = ? AND isn = ?", (app_id, isn))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +13,18 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from instantdb_local import LocalServer
-from instantdb_local.instance import AppCredentials
-from instantdb_local.webhooks import WebhookService, service_for
+from instantdb_local.instance import AppCredentials, Instance
+from instantdb_local.webhooks import (
+    REAL_RETRY_SCHEDULE,
+    RETRY_SCHEDULE_VARIABLE,
+    DeliverySettings,
+    WebhookService,
+    service_for,
+)
 from instantdb_local.webhooks.isn import parse_isn
 from instantdb_local.webhooks.records import payload_key
-from instantdb_local.webhooks.store import Event
+from instantdb_local.webhooks.service import settings_from_environment
+from instantdb_local.webhooks.store import Event, Webhook, iso_seconds
 from tests.local.webhooks.conftest import FAST_RETRIES, SCHEMA
 from tests.local.webhooks.helpers import create, request, transact
 from tests.local.webhooks.receiver import Delivery, Receiver, wait_until
@@ -213,3 +221,109 @@ def test_pending_deliveries_resume_after_a_restart(tmp_path: Path, receiver: Rec
         event = settled(again, hook, tx, "success")
     assert len(event.attempts or ()) == 2
     assert len(receiver.wait_for(2)) == 2
+
+
+# -- the retry schedule -------------------------------------------------------------------
+
+# The real server's backoff by number of earlier attempts (live protocol §3.5): 1 min,
+# 5 min, 30 min, 2 h, 5 h, 10 h, then 12 h for every later one; the 11th attempt fails.
+SPEC_BACKOFF_SECONDS = (60, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 12 * 3600)
+SPEC_MAX_ATTEMPTS = 11
+
+
+def test_the_default_schedule_and_cap_are_the_real_servers() -> None:
+    settings = DeliverySettings()
+    assert settings.retry_schedule == REAL_RETRY_SCHEDULE == SPEC_BACKOFF_SECONDS
+    assert settings.max_attempts == SPEC_MAX_ATTEMPTS
+    for earlier in range(SPEC_MAX_ATTEMPTS + 3):
+        expected = SPEC_BACKOFF_SECONDS[min(earlier, len(SPEC_BACKOFF_SECONDS) - 1)]
+        assert settings.backoff(earlier) == expected
+
+
+NOW_NS = 1_780_000_000_123_456_789  # an injected wall clock: no sleeping, no drift
+
+
+def test_an_error_is_retried_after_exactly_the_scheduled_wait(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    instance = Instance.open(tmp_path / "data")
+    service = WebhookService(instance, clock=lambda: NOW_NS)  # not started: no worker
+    try:
+        hook = Webhook(
+            str(uuid.uuid4()), "app", receiver.url, ("goals",), ("create",), "active", None, 0, 0
+        )
+        service.store.insert_webhook(hook)
+        earlier_counts = [*range(len(SPEC_BACKOFF_SECONDS) + 2), SPEC_MAX_ATTEMPTS - 1]
+        receiver.statuses.extend([500] * len(earlier_counts))
+        for isn, earlier in enumerate(earlier_counts, start=1):
+            service.store.record_transaction("app", isn, "[]", [hook.id], NOW_NS)
+            past = tuple({"attempt": n} for n in range(earlier))
+            service.deliver(Event(hook.id, "app", isn, "processing", past, None, None, 0, 0))
+            event = service.store.event(hook.id, isn)
+            assert event is not None
+            assert len(event.attempts or ()) == earlier + 1
+            assert (event.attempts or ())[-1]["status-code"] == 500
+            if earlier + 1 >= SPEC_MAX_ATTEMPTS:
+                assert (event.status, event.next_attempt_ns) == ("failed", None)
+                continue
+            wait = SPEC_BACKOFF_SECONDS[min(earlier, len(SPEC_BACKOFF_SECONDS) - 1)]
+            assert event.status == "error"
+            assert event.next_attempt_ns == NOW_NS + wait * 1_000_000_000
+            assert event.to_json()["next_attempt_after"] == iso_seconds(
+                NOW_NS + wait * 1_000_000_000
+            )
+        # Every attempt was signed at the injected time.
+        stamps = {d.headers["instant-signature"].split(",")[0] for d in receiver.deliveries}
+        assert stamps == {f"t={NOW_NS // 1_000_000_000}"}
+    finally:
+        service.stop()
+        instance.close()
+
+
+def test_the_schedule_variable_is_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(RETRY_SCHEDULE_VARIABLE, " 0.5, 2,10 ")
+    settings = settings_from_environment()
+    assert settings.retry_schedule == (0.5, 2.0, 10.0)
+    assert settings.backoff(0) == 0.5
+    assert settings.backoff(7) == 10.0
+    assert settings.max_attempts == SPEC_MAX_ATTEMPTS  # only the waits change
+    monkeypatch.delenv(RETRY_SCHEDULE_VARIABLE)
+    assert settings_from_environment() == DeliverySettings()
+
+
+@pytest.mark.parametrize("text", ["soon", "1,,2", "1;2", "-1,2", "nan", "1,inf"])
+def test_a_bad_schedule_variable_falls_back_to_the_real_schedule_with_an_error(
+    text: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv(RETRY_SCHEDULE_VARIABLE, text)
+    with caplog.at_level(logging.ERROR, logger="instantdb_local"):
+        settings = settings_from_environment()
+    assert settings.retry_schedule == SPEC_BACKOFF_SECONDS
+    (record,) = [r for r in caplog.records if RETRY_SCHEDULE_VARIABLE in r.getMessage()]
+    assert record.levelno == logging.ERROR
+    assert repr(text) in record.getMessage()
+    assert "using the real schedule" in record.getMessage()
+
+
+# -- a stalled receiver -------------------------------------------------------------------
+
+
+def test_a_stalled_receiver_does_not_hold_up_transactions(
+    app: AppCredentials, service: WebhookService, receiver: Receiver
+) -> None:
+    hook = create(app, url=receiver.url)
+    receiver.hold.clear()  # the receiver takes each delivery and then blocks
+    first = goal(app)
+    settled(service, hook, first, "processing")  # its delivery is in flight, held
+    later = [goal(app, f"later {n}") for n in range(8)]
+    # Every transaction returned while the receiver still held the first delivery
+    # (it only records a delivery once released), and each has its event.
+    assert receiver.deliveries == []
+    for tx in later:
+        assert event_of(service, hook, tx) is not None
+    receiver.hold.set()
+    for tx in [first, *later]:
+        settled(service, hook, tx, "success")
+    delivered = receiver.wait_for(1 + len(later))
+    keys = {d.headers["idempotency-key"] for d in delivered}
+    assert keys == {payload_key(hook["id"], tx) for tx in [first, *later]}
