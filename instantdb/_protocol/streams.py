@@ -82,7 +82,7 @@ BUFFER_LIMIT = 8 * 1024 * 1024
 for one push in flight and the next being filled, so a fast producer never waits on a
 round trip, and a bound on what a writer holds (plus the write that crossed it)."""
 BLOCK_SIZE = 64 * 1024
-"""Small writes are gathered into blocks of about this many bytes; a bigger write is a
+"""Small writes are gathered into blocks of at most this many bytes; a bigger write is a
 block of its own. Appends refer to whole blocks instead of copying them, and a block
 stays as long as any of its bytes are unconfirmed."""
 
@@ -180,7 +180,7 @@ class Text:
     buffered blocks, so an append refers to the bytes it sends instead of copying them.
     """
 
-    __slots__ = ("parts",)
+    __slots__ = ("__weakref__", "parts")
 
     def __init__(self, *parts: bytes) -> None:
         self.parts = parts
@@ -376,6 +376,12 @@ class WriterMachine:
         return self.total_bytes - self.flushed_offset
 
     @property
+    def held_bytes(self) -> int:
+        """Bytes the buffer keeps in memory: the unconfirmed ones, and the confirmed
+        start of a block that is still partly unconfirmed."""
+        return sum(len(block) for block in self._blocks) + len(self._tail)
+
+    @property
     def has_room(self) -> bool:
         """Whether a write may add to the buffer now (below `buffer_limit`)."""
         return self.buffered < self.buffer_limit
@@ -448,9 +454,9 @@ class WriterMachine:
             self._seal()
             self._blocks.append(encoded)  # kept as it is: no copy of a big write
         else:
-            self._tail += encoded
-            if len(self._tail) >= BLOCK_SIZE:
+            if len(self._tail) + len(encoded) > BLOCK_SIZE:
                 self._seal()
+            self._tail += encoded
         self.total_bytes += len(encoded)
 
     def finish(self, abort_reason: str | None = None) -> None:
