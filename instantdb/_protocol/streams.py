@@ -9,7 +9,10 @@ all the protocol decisions:
 Writer (`WriterMachine`)
 
 * Every byte written is kept until the server reports it durable (``stream-flushed``),
-  so a restart can resend exactly what the server lacks.
+  so a restart can resend exactly what the server lacks. It is kept once: in blocks
+  (`BLOCK_SIZE`) that the appends refer to instead of copying, and a push's body
+  (`PushBody`) lets its pieces go as they are sent. A writer so holds its buffer plus
+  one push, however long the stream.
 * Writes only add to that buffer. The shell asks for the appends to push
   (`WriterMachine.take`) when it is ready to send: everything written since the last
   push goes out together, as the JS SDK batches, in appends of at most `APPEND_LIMIT`
