@@ -305,8 +305,11 @@ class SyncSession(_SessionBase):
                     self._cond.wait()
                     batch, ids = self._take_batch()
                 self._pushing = True
+            # Only the call holds the push's text now, and its body lets each piece go
+            # once sent (see `PushBody`): nothing of a push waits here for the next one.
+            call, batch = _push_call(self._settings, ids, batch), []
             try:
-                self._transport.run(_push_call(self._settings, ids, batch))
+                self._transport.run(call)
             except InstantError as error:
                 with self._cond:
                     self._pushing = False
@@ -465,8 +468,9 @@ class AsyncSession(_SessionBase):
                     await self._push_wanted.wait()
                     continue
                 self._pushing = True
+                call, batch = _push_call(self._settings, ids, batch), []  # as in SyncSession
                 try:
-                    await self._transport.run(_push_call(self._settings, ids, batch))
+                    await self._transport.run(call)
                 except InstantError as error:
                     if self._push_failed(error, ids):
                         self._reopen_session()

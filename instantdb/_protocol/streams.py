@@ -9,7 +9,10 @@ all the protocol decisions:
 Writer (`WriterMachine`)
 
 * Every byte written is kept until the server reports it durable (``stream-flushed``),
-  so a restart can resend exactly what the server lacks.
+  so a restart can resend exactly what the server lacks. It is kept once: in blocks
+  (`BLOCK_SIZE`) that the appends refer to instead of copying, and a push's body
+  (`PushBody`) lets its pieces go as they are sent. A writer so holds its buffer plus
+  one push, however long the stream.
 * Writes only add to that buffer. The shell asks for the appends to push
   (`WriterMachine.take`) when it is ready to send: everything written since the last
   push goes out together, as the JS SDK batches, in appends of at most `APPEND_LIMIT`
@@ -40,13 +43,14 @@ from __future__ import annotations
 import codecs
 import re
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from instantdb._errors import InstantAPIError, InstantError, InstantValueError
 from instantdb._json import dumps, mapping_to_json
 from instantdb._settings import Settings
+from instantdb._upload import CHUNK_SIZE, UploadSource
 
 from ._call import Request, standard_headers
 from .live import error_from_message, sse_headers, versions
@@ -54,9 +58,11 @@ from .reconnect import is_terminal
 
 __all__ = [
     "APPEND_LIMIT",
+    "BLOCK_SIZE",
     "BUFFER_LIMIT",
     "MAX_RESTARTS",
     "MAX_RESUBSCRIBES",
+    "PushBody",
     "ReaderMachine",
     "Segment",
     "SessionIds",
@@ -78,6 +84,10 @@ BUFFER_LIMIT = 8 * 1024 * 1024
 """UTF-8 bytes a writer holds unconfirmed before `write` waits for the server: enough
 for one push in flight and the next being filled, so a fast producer never waits on a
 round trip, and a bound on what a writer holds (plus the write that crossed it)."""
+BLOCK_SIZE = 64 * 1024
+"""Small writes are gathered into blocks of at most this many bytes; a bigger write is a
+block of its own. Appends refer to whole blocks instead of copying them, and a block
+stays as long as any of its bytes are unconfirmed."""
 
 Message = dict[str, Any]
 
@@ -94,21 +104,6 @@ def _character_start(data: bytes | bytearray, end: int, *, floor: int) -> int:
     while cut < len(data) and data[cut] & 0xC0 == 0x80:
         cut += 1
     return cut
-
-
-def _pieces(data: bytes, limit: int) -> list[bytes]:
-    """``data`` (whole UTF-8 characters) cut into pieces of at most ``limit`` bytes,
-    never inside a character."""
-    pieces = []
-    start = 0
-    while len(data) - start > limit:
-        end = start + limit
-        while data[end] & 0xC0 == 0x80:  # a continuation byte: back to the character
-            end -= 1
-        pieces.append(data[start:end])
-        start = end
-    pieces.append(data[start:])
-    return pieces
 
 
 class StreamCorruptedError(InstantError):
@@ -155,7 +150,8 @@ def push_request(settings: Settings, session: SessionIds, messages: list[Message
 
     The body is what ``dumps`` would write, byte for byte, except that `Text` goes in
     as the UTF-8 it already is: the text is nearly all of a push, and decoding it only
-    for json to encode it again took most of a writer's time.
+    for json to encode it again took most of a writer's time. It is a `PushBody`: the
+    text's pieces are sent as they are, never joined into one copy of the push.
     """
     out: list[bytes] = []
     for key, value in (
@@ -175,18 +171,29 @@ def push_request(settings: Settings, session: SessionIds, messages: list[Message
         path="/admin/sse/push",
         params=(("app_id", settings.app_id),),
         headers=standard_headers(settings),
-        content=b"".join(out),
+        content=PushBody(out),
         secrets=(*settings.secrets, session.sse_token),
     )
 
 
 class Text:
-    """A chunk of stream text, kept as the UTF-8 it was written in (see `push_request`)."""
+    """A chunk of stream text, kept as the UTF-8 it was written in (see `push_request`).
 
-    __slots__ = ("utf8",)
+    It is made of ``parts`` (together whole characters): usually the writer's own
+    buffered blocks, so an append refers to the bytes it sends instead of copying them.
+    """
 
-    def __init__(self, utf8: bytes) -> None:
-        self.utf8 = utf8
+    __slots__ = ("__weakref__", "parts")
+
+    def __init__(self, *parts: bytes) -> None:
+        self.parts = parts
+
+    @property
+    def utf8(self) -> bytes:
+        return b"".join(self.parts)
+
+    def __len__(self) -> int:
+        return sum(len(part) for part in self.parts)
 
     def __str__(self) -> str:
         return self.utf8.decode("utf-8")
@@ -200,16 +207,77 @@ class Text:
     __hash__ = None  # type: ignore[assignment]
 
 
+class PushBody(UploadSource):
+    """A push's JSON body as the pieces it was encoded in, sent one after another.
+
+    Joining them would copy the whole push once more, and that copy would live as long
+    as httpx keeps the request: its response and the response's stream refer to each
+    other, so only the cycle collector frees them, long after the push. Each piece is
+    handed out once and then forgotten, so what the body holds shrinks as it is sent and
+    nothing of it outlives the push. A body is sent once: pushes are never retried.
+    """
+
+    replayable = False
+    description = "a stream push"
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.size = sum(len(piece) for piece in pieces)
+        self._pieces: deque[bytes] | None = deque(piece for piece in pieces if piece)
+
+    def open(self) -> _PushReader:
+        if self._pieces is None:
+            raise InstantError("a stream push body can be sent only once")
+        pieces, self._pieces = self._pieces, None
+        return _PushReader(pieces, self.size)
+
+    async def open_async(self) -> _AsyncPushReader:
+        return _AsyncPushReader(self.open())  # all in memory: no thread needed
+
+
+class _PushReader:
+    def __init__(self, pieces: deque[bytes], size: int) -> None:
+        self._pieces = pieces
+        self.size = size
+
+    def read(self) -> bytes:
+        """The next piece: a piece of text as it is (however big: copying it to cut it
+        would cost more than the one bigger socket write), or small pieces gathered up to
+        `CHUNK_SIZE` bytes, so the JSON between texts costs no write of its own."""
+        pieces = self._pieces
+        if not pieces:
+            return b""
+        gathered = [pieces.popleft()]
+        size = len(gathered[0])
+        while pieces and size + len(pieces[0]) <= CHUNK_SIZE:
+            size += len(pieces[0])
+            gathered.append(pieces.popleft())
+        return gathered[0] if len(gathered) == 1 else b"".join(gathered)
+
+    def close(self) -> None:
+        self._pieces.clear()  # an aborted push keeps nothing either
+
+
+class _AsyncPushReader:
+    def __init__(self, reader: _PushReader) -> None:
+        self._reader = reader
+        self.size = reader.size
+
+    async def read(self) -> bytes:
+        return self._reader.read()
+
+    async def close(self) -> None:
+        self._reader.close()
+
+
 def _encode_message(message: Message, out: list[bytes]) -> None:
     for index, (key, value) in enumerate(message.items()):
         out += (b"{" if not index else b",", dumps(key), b":")
         if isinstance(value, list) and value and all(isinstance(item, Text) for item in value):
             out.append(b"[")
             for position, item in enumerate(value):
-                if position:
-                    out.append(b",")
-                out += (b'"', _json_escaped(item.utf8), b'"')
-            out.append(b"]")
+                out.append(b'"' if not position else b'","')
+                out.extend(_json_escaped(part) for part in item.parts)
+            out.append(b'"]')
         else:
             out.append(dumps(value))
     out.append(b"}" if message else b"{}")
@@ -277,7 +345,12 @@ class WriterMachine:
         self.flushed_offset = 0
         """Bytes the server has reported durable."""
         self.total_bytes = 0
-        self._pending = bytearray()  # bytes from flushed_offset to total_bytes
+        # The unconfirmed bytes: whole-character blocks from offset `_blocks_start`
+        # (at or before `flushed_offset`: the first block may be partly confirmed), then
+        # the small writes being gathered into the next block.
+        self._blocks: deque[bytes] = deque()
+        self._blocks_start = 0
+        self._tail = bytearray()
         self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
         self._session_open = False
         self._start_event: str | None = None
@@ -304,6 +377,12 @@ class WriterMachine:
     def buffered(self) -> int:
         """Bytes written and not yet confirmed durable (held for a resend)."""
         return self.total_bytes - self.flushed_offset
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes the buffer keeps in memory: the unconfirmed ones, and the confirmed
+        start of a block that is still partly unconfirmed."""
+        return sum(len(block) for block in self._blocks) + len(self._tail)
 
     @property
     def has_room(self) -> bool:
@@ -374,7 +453,13 @@ class WriterMachine:
                 f"({text[exc.start]!r}) at character {exc.start}, which UTF-8 cannot carry. "
                 "Fix how the text was decoded, e.g. bytes.decode('utf-8', errors='replace')."
             ) from None
-        self._pending += encoded
+        if len(encoded) >= BLOCK_SIZE:
+            self._seal()
+            self._blocks.append(encoded)  # kept as it is: no copy of a big write
+        else:
+            if len(self._tail) + len(encoded) > BLOCK_SIZE:
+                self._seal()
+            self._tail += encoded
         self.total_bytes += len(encoded)
 
     def finish(self, abort_reason: str | None = None) -> None:
@@ -394,17 +479,33 @@ class WriterMachine:
     def take(self, budget: int) -> list[Message]:
         """The appends to push now: the bytes not yet sent on this start, up to
         ``budget`` bytes (at least one append when anything waits), each at most
-        `APPEND_LIMIT`; the end goes with the last bytes once closing."""
+        `APPEND_LIMIT`; the end goes with the last bytes once closing.
+
+        The appends' `Text` refer to the buffered blocks; only a block cut by the
+        budget, the append limit or a resume offset is copied, and only the part sent.
+        """
         if not self.has_unsent:
             return []
-        start = self._sent_offset - self.flushed_offset
-        end = min(len(self._pending), start + max(budget, 1))
-        if end < len(self._pending):
-            end = _character_start(self._pending, end, floor=start)
-        data = bytes(self._pending[start:end])
-        done = self.done_requested and end == len(self._pending)
+        self._seal()
+        end = self._push_end(self._sent_offset + max(budget, 1))
+        messages: list[Message] = []
+        parts: list[bytes] = []
+        size = 0
+        for part in self._parts(self._sent_offset, end):
+            if parts and size + len(part) > APPEND_LIMIT:
+                messages.append(self._append([Text(*parts)], self._sent_offset, done=False))
+                self._sent_offset += size
+                parts, size = [], 0
+            parts.append(part)
+            size += len(part)
+        done = self.done_requested and end == self.total_bytes
+        if parts or done:
+            messages.append(
+                self._append([Text(*parts)] if parts else [], self._sent_offset, done=done)
+            )
+            self._sent_offset += size
         self._done_sent = done
-        return self._appends(data, done=done)
+        return messages
 
     # -- server messages -----------------------------------------------------------------
 
@@ -462,7 +563,8 @@ class WriterMachine:
                 f"writer wrote {self.total_bytes} and {self.flushed_offset} were confirmed"
             )
             return []
-        if offset < self.total_bytes and self._pending[offset - self.flushed_offset] & 0xC0 == 0x80:
+        self._seal()
+        if offset < self.total_bytes and self._splits_character(offset):
             self.error = StreamCorruptedError(
                 f"Write stream is corrupted: the server's offset {offset} splits a character"
             )
@@ -530,8 +632,76 @@ class WriterMachine:
     # -- helpers -------------------------------------------------------------------------
 
     def _drop_through(self, offset: int) -> None:
-        del self._pending[: offset - self.flushed_offset]
+        self._seal()
+        blocks = self._blocks
+        while blocks and self._blocks_start + len(blocks[0]) <= offset:
+            self._blocks_start += len(blocks.popleft())
         self.flushed_offset = offset
+
+    def _seal(self) -> None:
+        """Make the gathered small writes a block (joined to the last block while that
+        stays small, so tiny pushes leave no swarm of tiny blocks)."""
+        if not self._tail:
+            return
+        blocks = self._blocks
+        if blocks and len(blocks[-1]) + len(self._tail) <= BLOCK_SIZE:
+            blocks[-1] += self._tail
+        else:
+            blocks.append(bytes(self._tail))
+        self._tail = bytearray()
+
+    def _block_at(self, offset: int) -> tuple[bytes, int]:
+        """The block holding byte ``offset`` (buffered, sealed), and where it starts."""
+        start = self._blocks_start
+        for block in self._blocks:
+            if offset < start + len(block):
+                return block, start
+            start += len(block)
+        raise AssertionError(f"byte {offset} is not buffered")  # pragma: no cover
+
+    def _splits_character(self, offset: int) -> bool:
+        block, start = self._block_at(offset)
+        return block[offset - start] & 0xC0 == 0x80
+
+    def _push_end(self, wanted: int) -> int:
+        """Where a push that may go to ``wanted`` ends: there, moved back to a character
+        start (past the character instead when that leaves nothing to send)."""
+        if wanted >= self.total_bytes:
+            return self.total_bytes
+        block, start = self._block_at(wanted)  # blocks start with a character
+        cut = wanted - start
+        while cut > 0 and block[cut] & 0xC0 == 0x80:
+            cut -= 1
+        if start + cut > self._sent_offset:
+            return start + cut
+        cut = wanted - start
+        while cut < len(block) and block[cut] & 0xC0 == 0x80:
+            cut += 1
+        return start + cut
+
+    def _parts(self, begin: int, end: int) -> Iterator[bytes]:
+        """The buffered bytes from ``begin`` to ``end`` (character starts) as pieces of
+        at most `APPEND_LIMIT` bytes: whole blocks as they are, cut ones copied."""
+        start = self._blocks_start
+        for block in self._blocks:
+            stop = start + len(block)
+            if stop <= begin:
+                start = stop
+                continue
+            if start >= end:
+                return
+            low, high = max(begin, start) - start, min(end, stop) - start
+            if low == 0 and high == len(block) <= APPEND_LIMIT:
+                yield block
+            else:
+                view = memoryview(block)
+                while low < high:
+                    cut = high
+                    if high - low > APPEND_LIMIT:
+                        cut = _character_start(block, low + APPEND_LIMIT, floor=low)
+                    yield bytes(view[low:cut])
+                    low = cut
+            start = stop
 
     def _check_writable(self) -> None:
         if self.error is not None:
@@ -552,19 +722,6 @@ class WriterMachine:
         if self._rule_params is not None:
             message["rule-params"] = self._rule_params
         return message
-
-    def _appends(self, data: bytes, *, done: bool) -> list[Message]:
-        """Appends of ``data`` (whole characters) from `_sent_offset`, each at most
-        `APPEND_LIMIT` bytes; the last one carries ``done``."""
-        messages = []
-        pieces = _pieces(data, APPEND_LIMIT) if data else []
-        for index, piece in enumerate(pieces):
-            last = index == len(pieces) - 1
-            messages.append(self._append([Text(piece)], self._sent_offset, done=done and last))
-            self._sent_offset += len(piece)
-        if not pieces and done:
-            messages.append(self._append([], self._sent_offset, done=True))
-        return messages
 
     def _append(self, chunks: list[Text], offset: int, *, done: bool) -> Message:
         event = self._new_id()

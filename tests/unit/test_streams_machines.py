@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from instantdb import InstantError, InstantValidationError, InstantValueError
 from instantdb._protocol.streams import (
     APPEND_LIMIT,
+    BLOCK_SIZE,
     MAX_RESTARTS,
     MAX_RESUBSCRIBES,
     ReaderMachine,
@@ -623,3 +624,63 @@ def test_overlapping_redeliveries_reassemble_exactly(text: str, data: st.DataObj
         end = data.draw(st.integers(r.seen_offset + 1, len(raw)))
         out += r.accept(start, raw[start:end])
     assert bytes(out) == raw
+
+
+# Writes of every UTF-8 length, from tiny to several blocks (BLOCK_SIZE) and past the
+# append limit, so cuts fall inside blocks, at their edges and inside big writes.
+WRITES = st.tuples(
+    st.sampled_from(["a", "é", "✓", "😀", 'x"\n']), st.sampled_from([1, 7, 5000, 40_000, 400_000])
+).map(lambda pair: pair[0] * pair[1])
+
+
+@given(st.data())
+def test_appends_carry_exactly_the_written_bytes_from_their_offset_across_restarts(
+    data: st.DataObject,
+) -> None:
+    w = writer()
+    started(w)
+    stream = bytearray()  # what was written
+    received = 0  # the server's end: where the next append must start
+    ends = [0]  # append ends the server received, so may confirm or resume from
+    biggest = 0
+    for _ in range(data.draw(st.integers(1, 12), label="steps")):
+        action = data.draw(st.sampled_from(["write", "take", "flush", "restart"]))
+        if action == "write":
+            text = data.draw(WRITES, label="write")
+            w.write(text)
+            stream += text.encode()
+            biggest = max(biggest, len(text.encode()))
+        elif action == "take":
+            for append in w.take(data.draw(st.integers(1, 3 * APPEND_LIMIT), label="budget")):
+                [text] = append["chunks"] or [Text()]
+                assert append["offset"] == received  # strict offsets
+                assert text.utf8 == stream[received : received + len(text)]
+                assert len(text) <= APPEND_LIMIT
+                received += len(text)
+                ends.append(received)
+        elif action == "flush":
+            offset = data.draw(st.sampled_from([end for end in ends if end >= w.flushed_offset]))
+            w.on_message(flushed(offset))
+        else:  # a new session resumes from a durable point the server chooses
+            offset = data.draw(st.sampled_from([end for end in ends if end >= w.flushed_offset]))
+            w.on_session_lost()
+            [start] = w.on_session_open()
+            w.on_message(
+                {
+                    "op": "start-stream-ok",
+                    "client-event-id": start["client-event-id"],
+                    "stream-id": S,
+                    "offset": offset,
+                }
+            )
+            received = offset
+            ends = [end for end in ends if end <= offset]
+        assert w.error is None
+        assert w.buffered == len(stream) - w.flushed_offset
+        # What is kept beyond the unconfirmed bytes is the start of one block at most.
+        assert w.held_bytes - w.buffered < max(BLOCK_SIZE, biggest)
+    for append in w.take(len(stream)):  # the rest goes out, exactly
+        [text] = append["chunks"]
+        assert (append["offset"], text.utf8) == (received, stream[received : received + len(text)])
+        received += len(text)
+    assert received == len(stream)

@@ -1,17 +1,20 @@
 """The push body: written from the writer's UTF-8 bytes, byte for byte what json would
-write for the same text."""
+write for the same text, sent piece by piece and forgotten as it goes."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from instantdb import InstantValueError
+from instantdb import InstantError, InstantValueError
 from instantdb._json import dumps
-from instantdb._protocol.streams import SessionIds, Text, WriterMachine, push_request
+from instantdb._protocol._call import Request
+from instantdb._protocol.streams import PushBody, SessionIds, Text, WriterMachine, push_request
 from instantdb._settings import DEFAULT_TIMEOUT, Settings, resolve_settings
 
 SESSION = SessionIds("machine", "session", "5e000000-0000-4000-8000-00000000beef")
@@ -36,6 +39,24 @@ def settings() -> Settings:
     )
 
 
+def body(request: Request) -> bytes:
+    """What the transport sends: the pieces the body's reader gives, in order."""
+    assert isinstance(request.content, PushBody)
+    reader = request.content.open()
+    pieces = list(iter(reader.read, b""))
+    reader.close()
+    data = b"".join(pieces)
+    assert len(data) == reader.size == request.content.size  # the content-length sent
+    return data
+
+
+def in_parts(text: str, cuts: list[int]) -> Text:
+    """``text`` as a `Text` of several parts, cut between characters."""
+    points = sorted({min(cut, len(text)) for cut in cuts})
+    edges = [0, *points, len(text)]
+    return Text(*(text[a:b].encode() for a, b in itertools.pairwise(edges)))
+
+
 def append(chunks: list[object], **extra: object) -> dict[str, object]:
     return {
         "client-event-id": "e1",
@@ -48,11 +69,13 @@ def append(chunks: list[object], **extra: object) -> dict[str, object]:
     }
 
 
-@given(st.lists(TEXT, min_size=1, max_size=3), TEXT)
-def test_the_body_is_what_json_writes_for_the_same_text(texts: list[str], reason: str) -> None:
+@given(st.lists(TEXT, min_size=1, max_size=3), TEXT, st.lists(st.integers(0, 40), max_size=4))
+def test_the_body_is_what_json_writes_for_the_same_text(
+    texts: list[str], reason: str, cuts: list[int]
+) -> None:
     messages = [
         {"client-event-id": "e0", "op": "start-stream", "client-id": "c", "reconnect-token": "t"},
-        append([Text(text.encode()) for text in texts], done=True, **{"abort-reason": reason}),
+        append([in_parts(text, cuts) for text in texts], done=True, **{"abort-reason": reason}),
     ]
     request = push_request(settings(), SESSION, messages)
     as_text = [messages[0], append(list(texts), done=True, **{"abort-reason": reason})]
@@ -62,9 +85,53 @@ def test_the_body_is_what_json_writes_for_the_same_text(texts: list[str], reason
         "sse_token": SESSION.sse_token,
         "messages": as_text,
     }
-    assert request.content == dumps(expected)
-    assert isinstance(request.content, bytes)
-    assert json.loads(request.content) == expected
+    sent = body(request)
+    assert sent == dumps(expected)
+    assert json.loads(sent) == expected
+
+
+def test_text_pieces_go_out_as_they_are_and_small_ones_together() -> None:
+    big = b"x" * 100_000  # nothing to escape: sent without a copy
+    request = push_request(settings(), SESSION, [append([Text(b"a", big, b"b")])])
+    assert isinstance(request.content, PushBody)
+    reader = request.content.open()
+    pieces = list(iter(reader.read, b""))
+    assert any(piece is big for piece in pieces)
+    assert len(pieces) == 3  # the JSON before it, the text, the JSON after it
+
+
+def test_a_push_body_is_sent_once_and_keeps_nothing_once_read() -> None:
+    request = push_request(settings(), SESSION, [append([Text(b"hello")])])
+    assert isinstance(request.content, PushBody)
+    reader = request.content.open()
+    with pytest.raises(InstantError, match="only once"):
+        request.content.open()  # pushes are never retried: a second send is a bug
+    assert reader.read()
+    assert reader.read() == b""
+    assert not reader._pieces
+
+
+def test_the_async_reader_gives_the_same_bytes() -> None:
+    request = push_request(settings(), SESSION, [append([Text(b"hi", "✓".encode())])])
+    expected = dumps(
+        {
+            "machine_id": "machine",
+            "session_id": "session",
+            "sse_token": SESSION.sse_token,
+            "messages": [append(["hi✓"])],
+        }
+    )
+
+    async def read_all() -> bytes:
+        assert isinstance(request.content, PushBody)
+        reader = await request.content.open_async()
+        pieces = []
+        while piece := await reader.read():
+            pieces.append(piece)
+        await reader.close()
+        return b"".join(pieces)
+
+    assert asyncio.run(read_all()) == expected
 
 
 def test_the_push_request_carries_the_app_id_and_hides_the_token() -> None:
