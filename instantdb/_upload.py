@@ -35,7 +35,8 @@ class BlockingReader(Protocol):
     size: int
 
     def read(self) -> bytes:
-        """The next piece (at most CHUNK_SIZE bytes); b"" at the end."""
+        """The next piece; b"" at the end. File readers give at most CHUNK_SIZE bytes; a
+        stream push hands its text pieces whole (cutting them would cost a copy)."""
 
     def close(self) -> None: ...
 
