@@ -18,10 +18,11 @@ does, and docs/schema-files.md ("Where rules differ from standard CEL") names th
 - an integral double indexes a list (``xs[1.0]``);
 - a rule passes unless it returns false or null; a rule that fails is a 400, not false.
 
-It also stays out of four celpy bugs (values where CEL says error or the reverse),
+It also stays out of six celpy bugs (values where CEL says error or the reverse),
 pinned below too so a celpy upgrade that fixes them is noticed: ``true && 1`` is 1,
-``[1, 2, 3][-1]`` is 3, NaN equals NaN, and a map literal with a failing value is
-still a map (``size({'a': 1 / 0})`` is 1).
+``[1, 2, 3][-1]`` is 3, NaN equals NaN, a map literal with a failing value is still a
+map (``size({'a': 1 / 0})`` is 1), ``('a' + 'b').contains('b')`` fails, and ``has()``
+on a map that fails to build is false.
 """
 
 from __future__ import annotations
@@ -285,10 +286,10 @@ class ExpressionWriter:
         count = self.draw(st.integers(0, 3))
         return "[" + ", ".join(self.write(item, depth) for _ in range(count)) + "]"
 
-    def map_literal(self, value: str, depth: int) -> str:
+    def map_literal(self, value: str, depth: int, *, unique: bool = False) -> str:
         # Keys may repeat: a repeated key is an error in both. Values are leaves, which
         # cannot fail: celpy keeps a failed value inside the map instead of failing.
-        keys = self.draw(st.lists(st.sampled_from(IDENTIFIER_KEYS[:3]), max_size=3))
+        keys = self.draw(st.lists(st.sampled_from(IDENTIFIER_KEYS[:3]), max_size=3, unique=unique))
         entries = [f"{string_literal(k)}: {self.write(value, 0)}" for k in keys]
         return "{" + ", ".join(entries) + "}"
 
@@ -328,7 +329,10 @@ class ExpressionWriter:
             options += [
                 lambda: self.list_literal(kind[5:-1], depth),
                 lambda: f"({w(kind, depth)} + {w(kind, depth)})",
+                lambda: self.filtered(kind[5:-1], depth),
             ]
+        if kind == "list<int>":
+            options.append(lambda: f"{w(kind, depth)}.map(v0, v0 * {w('int', depth)})")
         elif kind.startswith("map<"):
             options.append(lambda: self.map_literal(kind[4:-1], depth))
         return options
@@ -341,9 +345,11 @@ class ExpressionWriter:
             lambda: self.comparison(depth),
             lambda: self.equality(depth),
             lambda: (
-                f"{w('string', depth)}.{self.pick(['startsWith', 'endsWith', 'contains'])}"
+                f"{w('string', depth)}.{self.pick(['startsWith', 'endsWith'])}"
                 f"({w('string', depth)})"
             ),
+            # celpy's `+` returns a string without its contains(): the receiver is a leaf.
+            lambda: f"{self.leaf('string')}.contains({w('string', depth)})",
             lambda: f"{w('string', depth)}.matches({self.regex()})",
             lambda: self.membership(depth),
             lambda: (
@@ -351,6 +357,12 @@ class ExpressionWriter:
                 f"{self.map_literal(self.pick(list(SCALAR_TYPES)), depth)})"
             ),
             lambda: self.quantifier(depth),
+            # has() on a literal: variable maps are a deliberate difference. Distinct keys:
+            # celpy's has() answers false for a map that fails to build.
+            lambda: (
+                f"has({self.map_literal(self.pick(list(SCALAR_TYPES)), depth, unique=True)}"
+                f".{self.pick(IDENTIFIER_KEYS)})"
+            ),
         ]
 
     def comparison(self, depth: int) -> str:
@@ -396,6 +408,12 @@ class ExpressionWriter:
         macro = self.pick(["all", "exists", "exists_one"])
         return f"{self.write('list<int>', depth)}.{macro}({v}, {predicate})"
 
+    def filtered(self, item: str, depth: int) -> str:
+        self.counter[0] += 1
+        v = f"v{self.counter[0]}"
+        other = self.write(item, depth)
+        return f"{self.write(f'list<{item}>', depth)}.filter({v}, {v} != {other})"
+
     def regex(self) -> str:
         parts = self.draw(st.lists(st.sampled_from(_REGEX_PARTS), min_size=1, max_size=4))
         pattern = "".join(parts)
@@ -416,9 +434,8 @@ def cases(draw: st.DrawFn, kind: str) -> tuple[str, dict[str, Any]]:
     return operation(), variables
 
 
-@pytest.mark.parametrize(
-    "kind", ["int", "double", "string", "bool", "list<int>", "list<string>", "map<double>"]
-)
+# One test per result type, so each gets the profile's full budget of examples.
+@pytest.mark.parametrize("kind", ALL_TYPES)
 @given(data=st.data())
 def test_agrees_with_celpy(kind: str, data: st.DataObject) -> None:
     source, variables = data.draw(cases(kind))
@@ -576,6 +593,19 @@ def test_celpy_keeps_failed_values_inside_map_literals() -> None:
     assert ours("{'a': 1, 'b': 1 / 0}.a", VARS)[0] == "error"
     assert theirs("size({'a': 1 / 0})", VARS) == ("value", ("int", 1))
     assert theirs("{'a': 1, 'b': 1 / 0}.a", VARS) == ("value", ("int", 1))
+
+
+def test_celpy_loses_contains_on_concatenated_strings() -> None:
+    # celpy's string `+` gives a plain Python str, which has no contains() method.
+    assert value("('a' + 'b').contains('b')") == ("bool", True)
+    assert celpy_fails("('a' + 'b').contains('b')")
+    assert theirs("'ab'.contains('b')", VARS) == ("value", ("bool", True))
+
+
+def test_celpy_has_is_false_on_a_map_that_fails() -> None:
+    # CEL: has() on an operand that fails is that failure; celpy answers false.
+    assert ours("has({'a': 1, 'a': 2}.a)", VARS)[0] == "error"
+    assert theirs("has({'a': 1, 'a': 2}.a)", VARS) == ("value", ("bool", False))
 
 
 def test_celpy_says_nan_equals_nan() -> None:
