@@ -180,16 +180,17 @@ class _Folder:
         operator_tree, operand = parts
         function = "!_" if operator_tree.data == "unary_not" else "-_"
         folded = self.fold(operand)
-        # Fold -<literal> so the most negative int64 stays representable.
+        # Fold -<literal> so the most negative int64 stays representable. A negation that
+        # leaves int64 (``-(-9223372036854775808)``) is not folded: it is a valid
+        # expression that overflows when evaluated, and only if it is evaluated.
         if (
             function == "-_"
             and isinstance(folded, ast.Literal)
             and folded.type_name in ("int", "double")
         ):
             value = -folded.value  # type: ignore[operator]
-            if folded.type_name == "int" and not _INT64_MIN <= value <= _INT64_MAX:
-                raise CelCompileError("integer literal out of range", folded.pos)
-            return ast.Literal(value, folded.type_name, _position(tree))
+            if folded.type_name == "double" or _INT64_MIN <= value <= _INT64_MAX:
+                return ast.Literal(value, folded.type_name, _position(tree))
         return ast.Call(function, (folded,), None, _position(tree))
 
     # -- members -----------------------------------------------------------------------
