@@ -100,6 +100,11 @@ def theirs(source: str, variables: Mapping[str, Any]) -> Outcome:
         result = _CELPY.program(_CELPY.compile(source)).evaluate(activation)
     except (celpy.CELParseError, celpy.CELEvalError) as exc:
         return ("error", f"{type(exc).__name__}: {exc}")
+    except (IndexError, TypeError, ValueError) as exc:
+        # celpy itself crashes on some errors it should report: dividing by the error of
+        # an out-of-range index (`1 / [][0]`) fails while it formats that error. The
+        # expression is an error in CEL either way.
+        return ("error", f"celpy crashed: {type(exc).__name__}: {exc}")
     if isinstance(result, celpy.CELEvalError):
         return ("error", f"CELEvalError: {result}")
     return ("value", _tag(result))
@@ -612,3 +617,15 @@ def test_celpy_says_nan_equals_nan() -> None:
     # IEEE 754 and CEL: NaN equals nothing, itself included.
     assert value("0.0 / 0.0 == 0.0 / 0.0") == ("bool", False)
     assert theirs("0.0 / 0.0 == 0.0 / 0.0", VARS) == ("value", ("bool", True))
+
+
+def test_celpy_crashes_where_cel_reports_an_error() -> None:
+    # A celpy bug, pinned so an upgrade that fixes it shows up: formatting the error of
+    # `[][0]` inside a division raises IndexError out of celpy. Ours reports the error.
+    variables = {"data": {}, "auth": {}, "ruleParams": {"a": 0}}
+    source = "ruleParams.a / (0 + ([][0])) == 0"
+    assert ours(source, variables)[0] == "error"
+    with pytest.raises(IndexError):
+        _CELPY.program(_CELPY.compile(source)).evaluate(
+            {name: celpy.json_to_cel(value) for name, value in variables.items()}
+        )
