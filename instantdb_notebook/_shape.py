@@ -98,10 +98,14 @@ def shape(rows: list[dict[str, Any]], path: str, options: ShapeOptions) -> Table
     slots: list[Column | _Link] = []
     # dict.fromkeys over all rows' keys: the union of keys in order of first appearance,
     # so a key seen only in the last row is kept like any other.
-    keys = dict.fromkeys(map(str, chain.from_iterable(rows)))
-    for name in keys:
-        values = list(map(dict.get, rows, repeat(name)))
+    # Keys are looked up as they are and named as strings; stringifying the union (a few
+    # keys) rather than every row's keys saves a pass over the data.
+    keys: dict[Any, None] = dict.fromkeys(chain.from_iterable(rows))
+    names: dict[str, None] = dict.fromkeys(map(str, keys))
+    for key in keys:
+        values = list(map(dict.get, rows, repeat(key)))
         kinds = set(map(type, values))
+        name = key if type(key) is str else str(key)
         if _is_link(name, values, kinds, link_labels):
             slots.append(_link_slot(name, values, options.links))
         else:
@@ -125,7 +129,7 @@ def shape(rows: list[dict[str, Any]], path: str, options: ShapeOptions) -> Table
         else:
             _separate_into(table, slot, rows, path, options)
     _check_unique_names(table, options)
-    _put_in_order(table, keys, declared, options.sep)
+    _put_in_order(table, names, declared, options.sep)
     return table
 
 

@@ -117,6 +117,14 @@ def test_keys_first_seen_late_are_kept() -> None:
     assert frame.loc["2999", "last.deep"] == 1.5
 
 
+def test_a_key_that_is_not_a_string_keeps_its_values_under_its_string_name() -> None:
+    # Results built in Python (not parsed JSON) may hold int keys: the column is named by
+    # the key's string and still holds the values.
+    frame = to_dataframe({"things": [{"id": "1", 7: "a"}, {"id": "2", 7: "b"}]})
+    assert list(frame.columns) == ["7"]
+    assert cells(frame, "7") == ["a", "b"]
+
+
 def test_a_column_mixing_ints_and_strings_keeps_every_value_as_given() -> None:
     frame = to_dataframe({"t": [{"id": "1", "v": 1}, {"id": "2", "v": "one"}, {"id": "3"}]})
     assert frame["v"].dtype == object
