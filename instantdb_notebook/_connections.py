@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._redact import looks_like_token, redact, remember, shown, token_refused
+
 if TYPE_CHECKING:
     import httpx
 
@@ -41,6 +43,9 @@ ENV_APP_ID = "INSTANT_APP_ID"
 ENV_ADMIN_TOKEN = "INSTANT_APP_ADMIN_TOKEN"
 ENV_API_URI = "INSTANT_API_URI"
 
+# What --connections says of a connection made with --no-token.
+NO_TOKEN_ORIGIN = "no admin token"
+
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -58,6 +63,12 @@ class ClientSpec:
     impersonation: tuple[ImpersonationKind, str] | None = field(default=None, repr=False)
     timeout: httpx.Timeout | float | None = field(default=None, repr=False, compare=False)
     retry: RetryPolicy | bool = field(default=True, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Whatever a spec was built with is a secret every later message must hide.
+        remember(self.admin_token)
+        if self.impersonation is not None and self.impersonation[0] == "token":
+            remember(self.impersonation[1])
 
     @classmethod
     def of(cls, db: Instant | AsyncInstant) -> ClientSpec:
@@ -182,8 +193,8 @@ def token_from_keyring(service: str, username: str) -> str:
     value = keyring.get_password(service, username)
     if not value:
         raise ConnectionSetupError(
-            f"keyring has no password for service {service!r} and user {username!r}. Store "
-            f"it once with: keyring set {service} {username}"
+            f"keyring has no password for service {shown(service)} and user {username!r}. "
+            f"Store it once with: keyring set {redact(service)} {username}"
         )
     return str(value).strip()
 
@@ -257,11 +268,14 @@ class Connections:
             try:
                 return self._by_alias[alias]
             except KeyError:
-                known = ", ".join(sorted(self._by_alias)) or "none yet"
-                raise ConnectionSetupError(
-                    f"No connection named {alias!r} (connections: {known}). Make one with "
-                    f"%instant --connect ... --alias {alias}"
-                ) from None
+                pass
+            if looks_like_token(alias):
+                raise ConnectionSetupError(token_refused("That connection name"))
+            known = ", ".join(sorted(self._by_alias)) or "none yet"
+            raise ConnectionSetupError(
+                f"No connection named {shown(alias)} (connections: {known}). Make one with "
+                f"%instant --connect ... --alias {redact(alias)}"
+            )
         if self._current is not None:
             return self._by_alias[self._current]
         if fallback is not None:
@@ -332,7 +346,7 @@ def connect_spec(
         )
     token: str | None
     if no_token:
-        token, origin = None, "no admin token"
+        token, origin = None, NO_TOKEN_ORIGIN
     elif prompt:
         token, origin = token_from_getpass(f"Admin token for app {app_id}: "), "token from getpass"
     elif keyring_service is not None:
@@ -386,19 +400,49 @@ def attach_local_server(target: object) -> tuple[ClientSpec, str]:
             "--attach takes a running LocalServer (a variable name) or the data directory "
             f"of a running local server, got {type(target).__name__}"
         )
+    if isinstance(target, str) and looks_like_token(target):
+        raise ConnectionSetupError(token_refused("The value of --attach"))
     data = Path(target).expanduser()
+    start_it = (
+        f"Start one in a terminal with: instantdb-local serve --data {data} (or use "
+        f"%instant --local --data-dir {data} to start one from the notebook)."
+    )
     if not (data / "instance.sqlite3").is_file():
-        raise ConnectionSetupError(
-            f"No local Instant data in {data}. Start a server there first "
-            f"(instantdb-local serve --data {data}), or use %instant --local --data-dir "
-            f"{data} to start one from the notebook."
-        )
+        raise ConnectionSetupError(f"No local Instant data in {data}. {start_it}")
     from instantdb_local.instance import Instance
 
     with Instance.open(data) as instance:
         app = instance.default_app
         uri = instance.last_api_uri()
     if uri is None:
-        raise ConnectionSetupError(f"The local server for {data} has never been started.")
+        raise ConnectionSetupError(
+            f"The local server for {data} has never been started. {start_it}"
+        )
+    if not _local_server_answers(uri):
+        raise ConnectionSetupError(
+            f"No local server answers at {uri}, where the server for {data} last ran: it "
+            f"is not running. {start_it}"
+        )
     spec = ClientSpec(app_id=app.id, api_uri=uri, admin_token=app.admin_token)
     return spec, f"attached local server, data in {data}"
+
+
+# Long enough for a busy loopback server, short enough that a cell does not seem to hang.
+_ATTACH_PROBE_SECONDS = 2.0
+
+
+def _local_server_answers(api_uri: str) -> bool:
+    """Whether an Instant local server answers ``GET /health`` at ``api_uri``."""
+    import httpx
+
+    try:
+        # No proxy from the environment: the server is on this machine.
+        response = httpx.get(f"{api_uri}/health", timeout=_ATTACH_PROBE_SECONDS, trust_env=False)
+        body = response.json()
+    except (httpx.HTTPError, ValueError):
+        return False
+    return bool(
+        response.status_code == 200
+        and isinstance(body, dict)
+        and body.get("server") == "instantdb-local"
+    )

@@ -10,6 +10,27 @@ class FrameError(ValueError):
     """A query result could not be turned into a frame; the message says what to change."""
 
 
+class ColumnNameClashError(FrameError):
+    """Two columns would get the same name; another ``keyword`` (e.g. ``sep``) avoids it.
+
+    ``problem`` says which names clash and ``example`` is a value of ``keyword`` to try,
+    so a caller other than Python (the ``%instant`` magic) can word its own remedy.
+    """
+
+    def __init__(self, problem: str, *, keyword: str, example: str) -> None:
+        super().__init__(f"{problem}; pass another {keyword}=, e.g. {keyword}={example!r}")
+        self.problem = problem
+        self.keyword = keyword
+        self.example = example
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_clash, (self.problem, self.keyword, self.example))
+
+
+def _rebuild_clash(problem: str, keyword: str, example: str) -> ColumnNameClashError:
+    return ColumnNameClashError(problem, keyword=keyword, example=example)
+
+
 class NamespaceError(FrameError):
     """The namespace to convert is missing, unknown or ambiguous."""
 

@@ -29,10 +29,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from ._redact import looks_like_token, redact, shown, token_refused
+
 __all__ = [
     "MagicUsageError",
     "ParsedLine",
     "evaluate",
+    "misplaced_options",
     "parse_line",
     "query_from_text",
     "split_options",
@@ -68,10 +71,17 @@ _VALUE_OPTIONS = frozenset(
         "--stream-id",
         "--stream-client",
         "--byte-offset",
+        "--sep",
     }
 )
 # Options with an optional value: --connect [APP_ID].
 _OPTIONAL_VALUE_OPTIONS = frozenset({"--connect"})
+# Options whose values may rightly look like a token: app ids and stream ids are UUIDs,
+# and a connection's alias is its app id unless named. The others refuse such a value
+# before anything runs (see `_refuse_pasted_tokens`).
+_ID_VALUED_OPTIONS = frozenset(
+    {"--connect", "--stream-id", "--stream-client", "--use", "--close", "-c", "--connection"}
+)
 
 _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*(=?)\s*<<(?!<)\s*(.*)\Z", re.DOTALL)
 _NAMES = re.compile(r"\$?[A-Za-z_][A-Za-z0-9_]*(?:\s+\$?[A-Za-z_][A-Za-z0-9_]*)*\Z")
@@ -166,6 +176,11 @@ def _parser() -> _Parser:
     query.add_argument("--dry-run", action="store_true", help="show the query, send nothing")
     query.add_argument("--transact", action="store_true", help="run a transaction of db.tx chunks")
     query.add_argument("-o", "--out", metavar="VAR", help="store the result in VAR")
+    query.add_argument(
+        "--sep",
+        metavar="SEP",
+        help="join flattened column names with SEP (default '.'), e.g. --sep __",
+    )
 
     streams = parser.add_argument_group("streams")
     streams.add_argument("--stream-id", metavar="ID", help="read a stream into a widget")
@@ -189,13 +204,17 @@ def usage() -> str:
 
 def _positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of at least 1, got {shown(text, 20)}"
+        )
     return int(text)
 
 
 def _non_negative_int(text: str) -> int:
     if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a whole number (0 or more), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number (0 or more), got {shown(text, 20)}"
+        )
     return int(text)
 
 
@@ -203,6 +222,7 @@ _PARSER = _parser()
 OPTION_NAMES: tuple[str, ...] = tuple(
     sorted(option for action in _PARSER._actions for option in action.option_strings)
 )
+_LONG_OPTION_NAMES = frozenset(name for name in OPTION_NAMES if name.startswith("--"))
 
 
 @dataclass(frozen=True)
@@ -229,30 +249,69 @@ def parse_line(line: str, cell: str | None = None) -> ParsedLine:
                 "variable (--admin-token-env VAR, or --token-env VAR for a user's refresh "
                 "token), or use --prompt-token or --keyring SERVICE."
             )
+    _refuse_pasted_tokens(words)
     try:
         options = _PARSER.parse_args(words)
     except MagicUsageError as exc:
-        raise MagicUsageError(_without_values(str(exc))) from None
+        message = _without_values(str(exc))
+    else:
+        return _parsed(options, rest, cell)
+    # Outside the except block, so argparse's own message (with the values) is not kept.
+    raise MagicUsageError(redact(message, typed=" ".join(words)))
 
+
+def _parsed(options: argparse.Namespace, rest: str, cell: str | None) -> ParsedLine:
+    """The target and query around parsed options (the rest of `parse_line`)."""
     target, display = None, True
     match = _ASSIGNMENT.match(rest)
     if match:
         target, display, rest = match.group(1), bool(match.group(2)), match.group(3)
+    if looks_like_token(rest):
+        # e.g. "--connect APP_ID TOKEN": refused before anything connects.
+        raise MagicUsageError(token_refused("The text after the options"))
     if cell is not None:
         if rest.strip():
             raise MagicUsageError(
-                f"unexpected text on the %%instant line: {rest.strip()[:40]!r}. Options go "
+                f"unexpected text on the %%instant line: {shown(rest, 40)}. Options go "
                 "on the first line (with VAR << to store the result) and the query in the "
                 "cell body."
             )
         rest = cell
+        if looks_like_token(rest):
+            raise MagicUsageError(token_refused("The cell's body"))
     if options.out is not None:
         if target is not None:
-            raise MagicUsageError(f"give the target once: {target} << or -o {options.out}")
+            raise MagicUsageError(f"give the target once: {target} << or -o VAR, not both")
         if not _IDENTIFIER.match(options.out):
-            raise MagicUsageError(f"-o needs a Python variable name, got {options.out!r}")
+            raise MagicUsageError(f"-o needs a Python variable name, got {shown(options.out)}")
         target, display = options.out, False
     return ParsedLine(options=options, query=rest.strip(), target=target, display=display)
+
+
+def _refuse_pasted_tokens(words: list[str]) -> None:
+    """Refuse a token given as the value of an option that never takes one."""
+    for option, value in _option_values(words):
+        if option not in _ID_VALUED_OPTIONS and looks_like_token(value):
+            raise MagicUsageError(token_refused(f"The value of {option}"))
+
+
+def _option_values(words: list[str]) -> list[tuple[str, str]]:
+    """``(option, value)`` pairs of `split_options`' words, as `split_options` read them."""
+    pairs: list[tuple[str, str]] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        name, has_value, value = word.partition("=")
+        if has_value and name.startswith("-"):
+            pairs.append((name, value))
+        elif i + 1 < len(words) and (
+            word in _VALUE_OPTIONS
+            or (word in _OPTIONAL_VALUE_OPTIONS and not words[i + 1].startswith("-"))
+        ):
+            pairs.append((word, words[i + 1]))
+            i += 1
+        i += 1
+    return pairs
 
 
 def split_options(line: str) -> tuple[list[str], str]:
@@ -337,14 +396,45 @@ def evaluate(text: str, user_ns: Mapping[str, Any], extras: Mapping[str, Any] | 
     try:
         code = compile(text, "<%instant query>", "eval")
     except SyntaxError as exc:
-        where = f" (line {exc.lineno}, column {exc.offset})" if exc.lineno else ""
-        raise MagicUsageError(
-            f"the query is not a Python expression{where}: {exc.msg}. Write a dict such as "
-            '{"goals": {}}, a variable holding one, or namespace names (goals todos).'
-        ) from None
-    # One globals dict, not globals + locals: comprehensions and lambdas in the query
-    # only see globals.
-    return eval(code, {**fallbacks, **user_ns})
+        error = _not_python(text, exc)
+    else:
+        # One globals dict, not globals + locals: comprehensions and lambdas in the query
+        # only see globals.
+        return eval(code, {**fallbacks, **user_ns})
+    # Raised here, not in the except block: the SyntaxError holds the text, which may
+    # hold a pasted token, and would stay attached as the context.
+    raise error
+
+
+def _not_python(text: str, exc: SyntaxError) -> MagicUsageError:
+    misplaced = misplaced_options(text)
+    if misplaced is not None:
+        return misplaced
+    where = f" (line {exc.lineno}, column {exc.offset})" if exc.lineno else ""
+    return MagicUsageError(
+        f"the query is not a Python expression{where}: {exc.msg}. Write a dict such as "
+        '{"goals": {}}, a variable holding one, or namespace names (goals todos).'
+    )
+
+
+def misplaced_options(text: str) -> MagicUsageError | None:
+    """The error to raise when a query that failed has options after it, else None.
+
+    ``goals --limit 3`` is not Python; the words after the query are the likely reason.
+    Only asked once the text failed, so a string such as ``"--limit"`` inside a valid
+    expression never counts.
+    """
+    words = text.split()
+    for position, word in enumerate(words):
+        if position > 0 and word.split("=", 1)[0] in _LONG_OPTION_NAMES:
+            query = redact(" ".join(words[:position]), typed=text)
+            options = redact(" ".join(words[position:]), typed=text)
+            return MagicUsageError(
+                f"options come before the query: {word.split('=', 1)[0]} follows it. Write "
+                f"%instant {options} {query} (in a %%instant cell, options go on the "
+                "%%instant line and the query in the body)."
+            )
+    return None
 
 
 def query_from_text(text: str, user_ns: Mapping[str, Any]) -> dict[str, Any]:
@@ -371,7 +461,7 @@ def query_from_text(text: str, user_ns: Mapping[str, Any]) -> dict[str, Any]:
     value = evaluate(text, user_ns)
     if not isinstance(value, Mapping):
         raise MagicUsageError(
-            f"the query must be a dict (InstaQL), but {text[:40]!r} gave "
+            f"the query must be a dict (InstaQL), but {shown(text, 40)} gave "
             f"{type(value).__name__}. To query a namespace, write its name alone or "
             '{"name": {}}.'
         )

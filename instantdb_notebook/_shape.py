@@ -33,7 +33,7 @@ from itertools import chain, repeat
 from operator import contains
 from typing import TYPE_CHECKING, Any, Literal
 
-from ._errors import FrameError
+from ._errors import ColumnNameClashError
 from ._payload import as_entities
 from ._schema import InstantType, SchemaIndex
 
@@ -326,10 +326,11 @@ def _separate_into(
     parent_label = path.rsplit(".", 1)[-1]
     parent_name = options.parent_column.format(parent=parent_label)
     if any(column.name == parent_name for column in child.columns):
-        raise FrameError(
+        raise ColumnNameClashError(
             f"the entities of {child.path!r} already have a column {parent_name!r}, the name "
-            "chosen for their parent's id; pass parent_column= with another template, "
-            "e.g. parent_column='_{parent}_id'"
+            "chosen for their parent's id",
+            keyword="parent_column",
+            example="_{parent}_id",
         )
     parent_ids = [rows[position].get("id") for position in kid_parent.tolist()]
     child.columns.insert(0, Column(parent_name, parent_ids))
@@ -340,9 +341,11 @@ def _check_unique_names(table: Table, options: ShapeOptions) -> None:
     seen: set[str] = set()
     for column in table.columns:
         if column.name in seen:
-            raise FrameError(
+            raise ColumnNameClashError(
                 f"two columns of {table.path!r} would both be named {column.name!r} (an "
                 f"attribute whose name contains {options.sep!r} clashes with a flattened or "
-                f"linked one); pass another sep=, e.g. sep='__'"
+                "linked one)",
+                keyword="sep",
+                example="__",
             )
         seen.add(column.name)

@@ -19,6 +19,7 @@ import difflib
 import html
 import importlib
 import json
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,12 +32,13 @@ from IPython.core.magic import (
     needs_local_scope,
     no_var_expand,
 )
-from traitlets import Bool, Enum, Float, Int
+from traitlets import Bool, Bunch, Enum, Float, Int, TraitError, validate
 
 from instantdb import InstantError
 
 from ._completion import make_matcher
 from ._connections import (
+    NO_TOKEN_ORIGIN,
     ClientSpec,
     Connection,
     Connections,
@@ -47,16 +49,18 @@ from ._connections import (
     start_local_server,
     token_from_env,
 )
-from ._errors import FrameError
+from ._errors import ColumnNameClashError, FrameError
 from ._magic_args import (
     MagicUsageError,
     ParsedLine,
     evaluate,
+    misplaced_options,
     parse_line,
     query_from_text,
     usage,
     with_limit,
 )
+from ._redact import known_secrets, redact, scrub, shown, token_refused
 from ._results import frames_of
 from .live import LiveEndedError, live_query, read_stream
 from .portal import PortalClosedError
@@ -91,13 +95,20 @@ class InstantMagicError(Exception):
 
 
 def _error_lines(error: BaseException, target: str | None) -> list[str]:
-    lines = [f"{type(error).__name__}: {error}"]
+    if isinstance(error, ColumnNameClashError) and error.keyword == "sep":
+        # The Python remedy (sep=) is an option of the magic.
+        lines = [
+            f"FrameError: {error.problem}; add --sep {error.example} to the %instant line's "
+            f"options (%instant --sep {error.example} QUERY)"
+        ]
+    else:
+        lines = [f"{type(error).__name__}: {error}"]
     hint = getattr(error, "hint", None)
     if hint:
         lines.append(f"  hint: {json.dumps(hint, default=str, ensure_ascii=False)}")
     if target:
         lines.append(f"  (the exception is stored in {target})")
-    return lines
+    return [scrub(line) for line in lines]
 
 
 @magics_class
@@ -139,6 +150,37 @@ class InstantMagic(Magics):
         0.25, help="Seconds between redraws of a live widget (updates in between coalesce)."
     ).tag(config=True)
 
+    # A bad value is refused when it is set (%config, pyproject.toml), with a message
+    # saying what fits, rather than failing later in the middle of a command.
+    @validate("displaylimit", "autolimit")
+    def _at_least_zero(self, proposal: Bunch) -> int:
+        value: int = proposal["value"]
+        if value < 0:
+            name = proposal["trait"].name
+            zero = {"displaylimit": "show every row", "autolimit": "add no limit"}[name]
+            raise TraitError(f"InstantMagic.{name} must be 0 or more (0: {zero}), got {value}")
+        return value
+
+    @validate("page_size")
+    def _at_least_one(self, proposal: Bunch) -> int:
+        value: int = proposal["value"]
+        if value < 1:
+            raise TraitError(
+                f"InstantMagic.page_size must be at least 1 (entities per request of --all), "
+                f"got {value}"
+            )
+        return value
+
+    @validate("render_interval")
+    def _an_interval(self, proposal: Bunch) -> float:
+        value: float = proposal["value"]
+        if not math.isfinite(value) or value < 0:
+            raise TraitError(
+                "InstantMagic.render_interval must be a number of seconds, 0 or more (0: "
+                f"redraw at every update; the default is 0.25), got {value}"
+            )
+        return value
+
     def __init__(self, shell: InteractiveShell | None = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self.connections = Connections()
@@ -157,7 +199,7 @@ class InstantMagic(Magics):
         try:
             parsed = parse_line(line, cell)
         except MagicUsageError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(scrub(str(exc))) from None
         if parsed.options.help:
             print(usage())
             return None
@@ -167,10 +209,12 @@ class InstantMagic(Magics):
             value = self._run(parsed, namespace)
         except (MagicUsageError, ConnectionSetupError) as exc:
             self._store(parsed.target, exc)
-            raise UsageError(str(exc)) from None
+            raise UsageError(scrub(str(exc))) from None
         except _SHORT_ERRORS as exc:
             self._store(parsed.target, exc)
-            if not self.short_errors:
+            # A traceback quotes the cell's line, so one that held a pasted token is
+            # shown short whatever the setting.
+            if not self.short_errors and not getattr(exc, "hides_a_token", False):
                 raise
             raise InstantMagicError(_error_lines(exc, parsed.target)) from None
         if parsed.target is not None:
@@ -211,8 +255,10 @@ class InstantMagic(Magics):
         connection = self.connections.get(options.connection, fallback=self._from_environment)
         spec = self._identity(connection.spec, options)
         if options.schema:
+            _check_admin_token(connection, "--schema (the schema is read as admin)")
             return connection.schema(refresh=True)
         if options.stream_id is not None or options.stream_client is not None:
+            _check_credentials(connection, spec)
             return self._read_stream(spec, options)
         rule_params = self._rule_params(options.rule_params, namespace)
         if options.transact:
@@ -225,15 +271,19 @@ class InstantMagic(Magics):
             query = with_limit(query, limit)
         if options.dry_run:
             return query
+        _check_credentials(connection, spec)
         frame_options = self._frame_options(connection, options)
         if options.live:
-            return live_query(
-                spec,
-                query,
-                rule_params=rule_params,
-                render_interval=self.render_interval,
-                display_limit=self.displaylimit,
-                **frame_options,
+            return _start_live(
+                "the live query",
+                lambda: live_query(
+                    spec,
+                    query,
+                    rule_params=rule_params,
+                    render_interval=self.render_interval,
+                    display_limit=self.displaylimit,
+                    **frame_options,
+                ),
             )
         client = self._client(connection, spec)
         if options.all:
@@ -283,6 +333,8 @@ class InstantMagic(Magics):
             spec, origin = attach_local_server(target)
             return self.connections.add(Connection(options.alias or "local", spec, origin))
         if options.connect:
+            if options.connect.strip() in known_secrets():
+                raise MagicUsageError(token_refused("The app id given to --connect"))
             spec, origin = connect_spec(
                 options.connect,
                 api_uri=options.api_uri,
@@ -316,7 +368,7 @@ class InstantMagic(Magics):
             f"{'*' if connection is current else ' '} {connection.describe()}"
             for connection in self.connections.all()
         ]
-        print("\n".join(lines) if lines else "No connections yet.")
+        self._say("\n".join(lines) if lines else "No connections yet.")
 
     def _identity(self, spec: ClientSpec, options: argparse.Namespace) -> ClientSpec:
         given = [
@@ -375,6 +427,7 @@ class InstantMagic(Magics):
                 "--transact needs chunks: %%instant --transact, then a body such as "
                 '[tx.goals[id()].update({"title": "Ship"})]'
             )
+        _check_credentials(connection, spec)
         client = self._client(connection, spec)
         from instantdb import id as new_id
         from instantdb import lookup
@@ -386,12 +439,15 @@ class InstantMagic(Magics):
     def _read_stream(self, spec: ClientSpec, options: argparse.Namespace) -> Any:
         if options.stream_id is not None and options.stream_client is not None:
             raise MagicUsageError("give --stream-id or --stream-client, not both")
-        return read_stream(
-            spec,
-            stream_id=options.stream_id,
-            client_id=options.stream_client,
-            byte_offset=options.byte_offset,
-            render_interval=self.render_interval,
+        return _start_live(
+            "the stream",
+            lambda: read_stream(
+                spec,
+                stream_id=options.stream_id,
+                client_id=options.stream_client,
+                byte_offset=options.byte_offset,
+                render_interval=self.render_interval,
+            ),
         )
 
     def _frame_options(self, connection: Connection, options: argparse.Namespace) -> dict[str, Any]:
@@ -399,6 +455,8 @@ class InstantMagic(Magics):
             "links": options.links or self.links,
             "dtype_backend": self.dtype_backend,
         }
+        if options.sep is not None:
+            frame_options["sep"] = options.sep
         if self.use_schema:
             frame_options["schema"] = connection.schema()
         return frame_options
@@ -406,9 +464,7 @@ class InstantMagic(Magics):
     def _fetch_all(
         self, client: Instant, query: Mapping[str, Any], rule_params: Any, page_size: int | None
     ) -> dict[str, Any]:
-        size = page_size or self.page_size
-        if size < 1:
-            raise MagicUsageError(f"InstantMagic.page_size must be at least 1, got {size}")
+        size = page_size or self.page_size  # both are at least 1 (parser, trait)
         progress = _Progress(enabled=self.progress)
         result: dict[str, Any] = {}
         for namespace, subquery in query.items():
@@ -440,7 +496,7 @@ class InstantMagic(Magics):
         return result
 
     def _say(self, text: str) -> None:
-        print(text)
+        print(scrub(text))
 
     # -- completion and configuration ----------------------------------------------------
 
@@ -481,14 +537,32 @@ class InstantMagic(Magics):
             if key not in known:
                 close = difflib.get_close_matches(key, sorted(known), n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
-                print(f"{found}: [tool.instantdb.magic] has no setting {key!r}{hint}")
+                self._say(f"{found}: [tool.instantdb.magic] has no setting {shown(key)}{hint}")
                 continue
-            setattr(self, key, value)
+            try:
+                setattr(self, key, value)
+            except TraitError as exc:
+                # The message quotes the value, which is the user's text.
+                self._say(f"{found}: [tool.instantdb.magic] {key} is not used: {redact(str(exc))}")
         return found
 
 
 class CellCodeError(Exception):
-    """The query, chunks or rule params expression of a cell raised (see ``__cause__``)."""
+    """The query, chunks or rule params expression of a cell raised (see ``__cause__``).
+
+    When the original exception's message would repeat something token-shaped the user
+    typed (``name 'ab12cd34' is not defined``), it is not kept as the cause, and
+    `hides_a_token` is true: the error is then shown short even with
+    ``InstantMagic.short_errors = False``, as a traceback would quote the cell's line.
+    """
+
+    def __init__(self, message: str, *, hides_a_token: bool = False) -> None:
+        super().__init__(message)
+        self.hides_a_token = hides_a_token
+
+
+class LiveStartError(InstantError):
+    """A live query or stream could not be started; the cause is ``__cause__``."""
 
 
 # Failures of the command itself, shown as a few lines. Anything else is a bug and keeps
@@ -511,9 +585,9 @@ def _evaluate_user_code(
     except MagicUsageError:
         raise
     except Exception as exc:
-        raise CellCodeError(
-            f"evaluating {text.strip()[:60]!r} raised {type(exc).__name__}: {exc}"
-        ) from exc
+        failure = exc
+    # Raised outside the except block, so a cause that is dropped is not the context.
+    raise _cell_code_error(f"evaluating {shown(text)} raised", text, failure)
 
 
 def _user_query(text: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
@@ -522,7 +596,64 @@ def _user_query(text: str, namespace: Mapping[str, Any]) -> dict[str, Any]:
     except MagicUsageError:
         raise
     except Exception as exc:
-        raise CellCodeError(f"the cell's expression raised {type(exc).__name__}: {exc}") from exc
+        failure = exc
+    raise _cell_code_error("the cell's expression raised", text, failure)
+
+
+def _cell_code_error(what: str, text: str, failure: Exception) -> MagicUsageError | CellCodeError:
+    misplaced = misplaced_options(text)
+    if misplaced is not None:
+        return misplaced
+    message = str(failure)
+    safe = redact(message, typed=text)
+    hides_a_token = safe != message
+    error = CellCodeError(f"{what} {type(failure).__name__}: {safe}", hides_a_token=hides_a_token)
+    if not hides_a_token:
+        error.__cause__ = failure
+    return error
+
+
+def _start_live(what: str, start: Callable[[], Any]) -> Any:
+    """``start()``, with anything unexpected it raises shown in a few lines."""
+    try:
+        return start()
+    except Exception as exc:
+        raise LiveStartError(
+            f"could not start {what}: {type(exc).__name__}: {redact(str(exc))}"
+        ) from exc
+
+
+def _check_admin_token(connection: Connection, what: str) -> None:
+    if not connection.spec.admin_token:
+        raise MagicUsageError(
+            f"{what} needs the admin token, and the connection {connection.alias} has none "
+            f"({_why_no_token(connection)}). Connect with one: %instant --connect APP_ID "
+            "--admin-token-env VAR (or --prompt-token, or --keyring SERVICE)."
+        )
+
+
+def _why_no_token(connection: Connection) -> str:
+    if connection.origin == NO_TOKEN_ORIGIN:
+        return "it was made with --no-token"
+    return f"made {connection.origin}, which holds no admin token"
+
+
+def _check_credentials(connection: Connection, spec: ClientSpec) -> None:
+    """Refuse, with the magic's options, a request the SDK would refuse for lack of a
+    token (its message speaks of admin_token= and as_user())."""
+    if connection.spec.admin_token:
+        return
+    if spec.impersonation is None:
+        raise MagicUsageError(
+            f"the connection {connection.alias} has no admin token "
+            f"({_why_no_token(connection)}), "
+            "so it can only act as a user: add --guest (a signed-out guest) or --token-env "
+            "VAR (the user whose refresh token is in $VAR); --as-email needs the admin "
+            "token too. To act as admin, connect with one: %instant --connect APP_ID "
+            "--admin-token-env VAR (or --prompt-token, or --keyring SERVICE)."
+        )
+    if spec.impersonation[0] == "email":
+        _check_admin_token(connection, "--as-email")
 
 
 def _connect_only(options: argparse.Namespace) -> bool:

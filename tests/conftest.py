@@ -20,3 +20,6 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.register_profile("thorough", max_examples=2000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# The `ci_artifact` fixture, and the "CI artifacts" section of the terminal summary.
+pytest_plugins = ["tests.ci_artifacts"]

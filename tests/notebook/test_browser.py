@@ -1,15 +1,17 @@
 """A real browser: JupyterLab (as Binder runs it) opens the live notebook in headless
 Chromium, and the live widget's table shows a row written by another client.
 
-Chromium is Debian's (``/usr/bin/chromium``, or ``INSTANTDB_CHROMIUM``), driven by
-Playwright; no browser is ever downloaded. JupyterLab comes from the Binder venv
-(``make binder-venv``). The screenshot is kept as a CI artifact in ``$CI_ARTIFACTS_DIR``
-(else ``build/ci-artifacts/``) and its path printed. Every wait is bounded.
+Chromium is ``/usr/bin/chromium`` or ``INSTANTDB_CHROMIUM``, driven by Playwright; the
+test never downloads one (``make chromium`` finds or installs it: see docs/notebooks.md).
+JupyterLab comes from the Binder venv (``make binder-venv``). The screenshot is kept as a
+CI artifact in ``$CI_ARTIFACTS_DIR`` (else ``build/ci-artifacts/``) and its path is named
+in pytest's terminal summary ("CI artifacts"). Every wait is bounded.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import nbformat
@@ -63,16 +65,10 @@ def chromium() -> str:
     path = os.environ.get("INSTANTDB_CHROMIUM", "/usr/bin/chromium")
     if not os.access(path, os.X_OK):
         pytest.fail(
-            f"No Chromium at {path}: install Debian's chromium package (apt-get install "
-            "chromium; .ci/run and `make pytest` do it when root), or set INSTANTDB_CHROMIUM."
+            f"No Chromium at {path}: run `make chromium` (it uses a system Chromium, installs "
+            "Debian's as root, else downloads Playwright's), or set INSTANTDB_CHROMIUM."
         )
     return path
-
-
-def artifacts_dir() -> Path:
-    directory = Path(os.environ.get("CI_ARTIFACTS_DIR") or ROOT / "build" / "ci-artifacts")
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
 
 
 def live_table_cell() -> int:
@@ -83,7 +79,9 @@ def live_table_cell() -> int:
     return tagged[0]
 
 
-def test_the_live_table_follows_another_client_in_jupyterlab(tmp_path: Path) -> None:
+def test_the_live_table_follows_another_client_in_jupyterlab(
+    tmp_path: Path, ci_artifact: Callable[[str], Path]
+) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     executable, venv, last = chromium(), binder_venv(), live_table_cell()
@@ -120,9 +118,7 @@ def test_the_live_table_follows_another_client_in_jupyterlab(tmp_path: Path) -> 
             expect(output.locator(".widget-html").first).to_contain_text("connected")
 
             output.scroll_into_view_if_needed()
-            screenshot = artifacts_dir() / "browser-live-table.png"
-            page.screenshot(path=str(screenshot))
-            print(f"screenshot: {screenshot}")
+            page.screenshot(path=str(ci_artifact("browser-live-table.png")))
         finally:
             browser.close()
 

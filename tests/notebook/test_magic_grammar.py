@@ -177,3 +177,17 @@ def test_with_limit_adds_a_limit_to_each_top_level_namespace() -> None:
 def test_with_limit_refuses_a_query_with_its_own_limit() -> None:
     with pytest.raises(MagicUsageError, match="already limits"):
         with_limit({"goals": {"$": {"limit": 2}}}, 5)
+
+
+def test_sep_is_an_option() -> None:
+    assert parse_line("--sep __ goals").options.sep == "__"
+    assert parse_line("goals").options.sep is None
+
+
+def test_options_after_a_query_that_is_not_python_are_pointed_out() -> None:
+    with pytest.raises(MagicUsageError, match="options come before the query") as info:
+        query_from_text("goals --limit 3", {})
+    assert "Write %instant --limit 3 goals" in str(info.value)
+    # Not an option of ours: the ordinary syntax error.
+    with pytest.raises(MagicUsageError, match="not a Python expression"):
+        query_from_text("goals --bogus 3", {})

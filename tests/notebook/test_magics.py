@@ -7,6 +7,7 @@ show a token.
 from __future__ import annotations
 
 import sys
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -261,6 +262,24 @@ def test_attach_to_a_running_server_object_or_its_data_dir(cell: Cell, tmp_path:
     assert "No local Instant data in" in output
 
 
+def test_attach_to_a_data_dir_whose_server_stopped_says_how_to_start_it(
+    cell: Cell, tmp_path: Path
+) -> None:
+    data = tmp_path / "stopped"
+    with LocalServer(data_dir=data):
+        pass  # it ran once, so the data dir names an address where nothing answers now
+    started = time.monotonic()
+    result, output = cell(f"%instant --attach {data}")
+    assert time.monotonic() - started < 10
+    assert not result.success
+    assert "Connected" not in output
+    assert "No local server answers at http://127.0.0.1:" in output
+    assert f"instantdb-local serve --data {data}" in output
+    assert "Traceback" not in output
+    _, listing = cell("%instant --connections")
+    assert listing.strip() == "No connections yet."
+
+
 def test_token_options_without_connect_are_refused(cell: Cell) -> None:
     _, output = cell("%instant --prompt-token goals")
     assert "go with --connect" in output
@@ -357,6 +376,70 @@ def test_transact_line_and_cell(cell: Cell, env_app: AppCredentials) -> None:
     assert "--transact needs chunks" in output
 
 
+def test_no_token_connects_for_users_only_and_says_which_options_work(
+    cell: Cell, seeded: AppCredentials, clean_env: pytest.MonkeyPatch
+) -> None:
+    with Instant(
+        app_id=seeded.app_id, admin_token=seeded.admin_token, api_uri=seeded.api_uri
+    ) as db:
+        refresh = db.auth.create_token(email="bob@example.com")
+    clean_env.setenv("BOB_TOKEN", refresh)
+    clean_env.delenv("INSTANT_APP_ADMIN_TOKEN")
+    _, output = cell(f"%instant --connect {seeded.app_id} --no-token --alias users")
+    assert f"Connected: users: app {seeded.app_id} at {seeded.api_uri} (no admin token)" in output
+    guest = cell.ok("%instant --guest goals")
+    assert titles(guest) == ["g0", "g1", "g2", "g3", "g4"]  # the rules hide "private"
+    as_bob = cell.ok("%instant --token-env BOB_TOKEN goals")
+    assert titles(as_bob) == ["g0", "g1", "g2", "g3", "g4"]
+    cell.ok('%instant --guest --rule-params \'{"key": "open"}\' -o opened goals')
+    assert "private" in titles(cell.ns["opened"])
+
+    for line in ("%instant goals", "%instant --live goals", "%instant --transact tx"):
+        result, output = cell(line)
+        assert not result.success
+        message = output.strip()
+        assert message.startswith("UsageError: the connection users has no admin token")
+        assert "it was made with --no-token" in message
+        assert "--guest" in message
+        assert "--token-env VAR" in message
+        assert "--as-email needs the admin token" in message
+        assert "admin_token=" not in message
+        assert "as_user(" not in message
+    _, output = cell("%instant --as-email bob@example.com goals")
+    assert "UsageError: --as-email needs the admin token" in output
+    assert "admin_token=" not in output
+    _, output = cell("%instant --schema")
+    assert "UsageError: --schema (the schema is read as admin) needs the admin token" in output
+    assert refresh not in "".join(cell.everything)
+
+
+def test_out_and_connection_long_forms(
+    cell: Cell, app: AppCredentials, instant_server: LocalServer, clean_env: pytest.MonkeyPatch
+) -> None:
+    other = instant_server.create_app("other-long-forms")
+    clean_env.setenv("MAIN_TOKEN", app.admin_token)
+    clean_env.setenv("OTHER_TOKEN", other.admin_token)
+    cell.ok(
+        f"%instant --connect {app.app_id} --api-uri {app.api_uri} "
+        "--admin-token-env MAIN_TOKEN --alias main"
+    )
+    cell.ok('%instant --transact tx.goals[id()].update({"title": "in main"})')
+    cell.ok(
+        f"%instant --connect {other.app_id} --api-uri {app.api_uri} "
+        "--admin-token-env OTHER_TOKEN --alias other"
+    )
+    result, output = cell("%instant --connection main --out from_main goals")
+    assert result.success, output
+    assert result.result is None  # stored, not shown
+    assert titles(cell.ns["from_main"]) == ["in main"]
+    cell.ok("%instant --out from_current goals")
+    assert titles(cell.ns["from_current"]) == []  # --connection was for that command only
+    _, listing = cell("%instant --connections")
+    assert f"* other: app {other.app_id}" in listing
+    result, output = cell("%instant --connection nowhere goals")
+    assert "No connection named 'nowhere' (connections: main, other)" in output
+
+
 def test_acting_as_a_user(
     cell: Cell, seeded: AppCredentials, clean_env: pytest.MonkeyPatch
 ) -> None:
@@ -424,6 +507,44 @@ def test_usage_errors_are_one_line(cell: Cell, seeded: AppCredentials) -> None:
         assert "Traceback" not in output
 
 
+def test_options_after_the_query_say_they_go_first(cell: Cell, seeded: AppCredentials) -> None:
+    for line, fix in [
+        ("%instant goals --limit 3", "%instant --limit 3 goals"),
+        ("%instant goals todos --raw", "%instant --raw goals todos"),  # valid Python
+        ("%instant goals --limit=2 --raw", "%instant --limit=2 --raw goals"),
+    ]:
+        result, output = cell(line)
+        assert not result.success
+        assert "UsageError: options come before the query" in output, output
+        assert f"Write {fix}" in output
+        assert "invalid syntax" not in output
+        assert "not a Python expression" not in output
+    _, output = cell("%%instant\ngoals --limit 3")
+    assert "options go on the %%instant line" in output
+    # An option's name inside a valid query is data, not a misplaced option.
+    frame = cell.ok('%instant {"goals": {"$": {"where": {"title": "--limit"}}}}')
+    assert frame.empty
+
+
+def test_a_column_name_clash_names_the_magics_sep_option(
+    cell: Cell, env_app: AppCredentials
+) -> None:
+    cell.ok(
+        "%instant --transact "
+        'tx.goals[id()].update({"title": "t", "meta": {"owner": "a"}, "meta.owner": "b"})'
+    )
+    result, output = cell("%instant goals")
+    assert not result.success
+    assert "would both be named 'meta.owner'" in output
+    assert "add --sep __ to the %instant line's options (%instant --sep __ QUERY)" in output
+    assert "sep=" not in output
+    frame = cell.ok("%instant --sep __ goals")
+    assert (frame["meta.owner"].iloc[0], frame["meta__owner"].iloc[0]) == ("b", "a")
+    assert list(cell.ok("%instant --sep __ --live goals").wait_for(timeout=10)["meta__owner"]) == [
+        "a"
+    ]
+
+
 def test_help_lists_every_option_and_sends_nothing(cell: Cell) -> None:
     from instantdb_notebook._magic_args import _PARSER
 
@@ -462,6 +583,143 @@ def test_dollar_operators_are_not_expanded_by_ipython(cell: Cell, seeded: AppCre
     assert titles(frame) == ["g4", "private"]
 
 
+def test_dollar_words_outside_braces_reach_the_magic_unexpanded(
+    cell: Cell, seeded: AppCredentials
+) -> None:
+    # IPython leaves a line alone when a {...} in it fails to evaluate, so the JSON above
+    # would pass even with expansion. With no braces, only @no_var_expand keeps IPython
+    # from replacing $gt and $ne by the variables gt and ne.
+    cell.ns["gt"] = "BROKEN"
+    cell.ns["ne"] = "BROKEN"
+    cell.ns["where"] = lambda attr, op, value: {"goals": {"$": {"where": {attr: {op: value}}}}}
+    assert cell.ok('%instant --dry-run where("n", "$gt", 3)') == {
+        "goals": {"$": {"where": {"n": {"$gt": 3}}}}
+    }
+    frame = cell.ok('%instant where("title", "$ne", "private")')
+    assert titles(frame) == ["g0", "g1", "g2", "g3", "g4"]
+
+
+# -- a token typed where something else belongs -----------------------------------------------
+
+# Shaped like Instant's tokens (a UUID); every group is hex, and as Python it is
+# ``ab12cd34 - ef56 - ...``, whose NameError would quote its first 8 characters.
+PASTED = "ab12cd34-ef56-abcd-bcde-abcdef012345"
+
+
+def assert_not_shown(output: str, secret: str = PASTED) -> None:
+    assert secret not in output
+    assert secret[:8] not in output
+    assert secret[-12:] not in output
+
+
+def test_a_token_after_connect_is_refused_before_connecting(
+    cell: Cell, env_app: AppCredentials
+) -> None:
+    result, output = cell(f"%instant --connect {env_app.app_id} {PASTED}")
+    assert not result.success
+    assert "Connected" not in output
+    assert "looks like a token" in output
+    assert "never typed into a cell" in output
+    assert "--admin-token-env VAR" in output
+    assert_not_shown(output)
+    _, listing = cell("%instant --connections")
+    assert listing.strip() == "No connections yet."
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"%instant -o {PASTED} goals",
+        f"%instant --out={PASTED} goals",
+        f"%instant --use {PASTED}",
+        f"%instant --close {PASTED}",
+        f"%instant -c {PASTED} goals",
+        f"%instant --connection {PASTED} goals",
+        f"%instant --attach {PASTED}",
+        f"%instant --alias {PASTED} --connect",
+        f"%instant --limit {PASTED} goals",
+        f"%instant --links {PASTED} goals",
+        f"%instant --rule-params {PASTED} goals",
+        f"%instant --as-email {PASTED} goals",
+        f"%instant --keyring {PASTED} --connect",
+        f"%instant --api-uri {PASTED} --connect",
+        f"%instant --local --data-dir {PASTED}",
+        f"%instant --token-env {PASTED} goals",
+        f"%instant {PASTED}",
+        f"%%instant\n{PASTED}\n",
+        f"%%instant df << {PASTED}\ngoals",
+    ],
+)
+def test_a_token_given_as_an_option_value_or_query_is_refused_unseen(
+    cell: Cell, env_app: AppCredentials, line: str
+) -> None:
+    cell.ok("%instant --connect --alias main")
+    result, output = cell(line)
+    assert not result.success, output
+    assert "UsageError" in output
+    assert "never typed into a cell" in output, output
+    assert_not_shown(output)
+
+
+def test_a_token_pasted_inside_an_expression_is_hidden_in_the_error(
+    cell: Cell, seeded: AppCredentials
+) -> None:
+    line = f'%instant bad << {{"goals": {{"$": {{"where": {{"id": {PASTED}}}}}}}}}'
+    for short in (True, False):
+        cell.ok(f"%config InstantMagic.short_errors = {short}")
+        result, output = cell(line)
+        assert not result.success
+        assert "NameError" in output  # the error is still said
+        assert "<hidden>" in output
+        assert_not_shown(output)
+        stored = cell.ns["bad"]
+        chain = [stored, stored.__cause__, stored.__context__]
+        assert_not_shown(" ".join(repr(error) for error in chain))
+
+
+def test_a_variable_holding_a_token_is_not_echoed_by_attach(
+    cell: Cell, env_app: AppCredentials
+) -> None:
+    cell.ns["where_it_runs"] = PASTED
+    result, output = cell("%instant --attach where_it_runs")
+    assert not result.success
+    assert "looks like a token" in output
+    assert_not_shown(output)
+
+
+def test_the_admin_token_given_as_an_app_id_is_refused_unseen(
+    cell: Cell, env_app: AppCredentials
+) -> None:
+    result, output = cell(f"%instant --connect {env_app.admin_token}")
+    assert not result.success
+    assert "Connected" not in output
+    assert "looks like a token" in output
+    assert_not_shown(output, env_app.admin_token)
+
+
+def test_names_that_are_not_tokens_are_still_named_in_errors(
+    cell: Cell, env_app: AppCredentials
+) -> None:
+    cell.ok("%instant --connect")
+    _, output = cell("%instant --use staging")
+    assert "No connection named 'staging' (connections: default)" in output
+    _, output = cell("%instant -o 2fast goals")
+    assert "-o needs a Python variable name, got '2fast'" in output
+    # An app id is a UUID too, and is used (and named) as the connection's alias.
+    cell.ok(f"%instant --connect {env_app.app_id}")
+    _, output = cell(f"%instant --use {env_app.app_id}")
+    assert f"Using {env_app.app_id}: app {env_app.app_id}" in output
+
+
+def test_quoted_uuids_in_a_where_still_query(cell: Cell, env_app: AppCredentials) -> None:
+    goal = new_id()
+    cell.ns["goal"] = goal
+    cell.ok(f'%instant --transact tx.goals["{goal}"].update({{"title": "by id"}})')
+    frame = cell.ok(f'%instant {{"goals": {{"$": {{"where": {{"id": "{goal}"}}}}}}}}')
+    assert list(frame.index) == [goal]
+    assert titles(cell.ok('%instant {"goals": {"$": {"where": {"id": goal}}}}')) == ["by id"]
+
+
 # -- configuration ----------------------------------------------------------------------------
 
 
@@ -477,6 +735,64 @@ def test_config_lists_and_sets_settings(cell: Cell, shell: InteractiveShell) -> 
     assert magic.links == "nested"
 
 
+@pytest.mark.parametrize(
+    ("setting", "bad", "expected"),
+    [
+        ("render_interval", "-1", "render_interval must be a number of seconds, 0 or more"),
+        ("render_interval", "float('nan')", "render_interval must be a number of seconds"),
+        ("render_interval", "float('inf')", "render_interval must be a number of seconds"),
+        ("displaylimit", "-1", "displaylimit must be 0 or more"),
+        ("autolimit", "-5", "autolimit must be 0 or more"),
+        ("page_size", "0", "page_size must be at least 1"),
+    ],
+)
+def test_bad_numeric_settings_are_refused_at_config_time(
+    cell: Cell,
+    shell: InteractiveShell,
+    caplog: pytest.LogCaptureFixture,
+    setting: str,
+    bad: str,
+    expected: str,
+) -> None:
+    magic = magic_of(shell)
+    assert magic is not None
+    before = getattr(magic, setting)
+    cell(f"%config InstantMagic.{setting} = {bad}")
+    assert getattr(magic, setting) == before
+    # %config reports a refused value through logging.error, as one line.
+    assert [record.getMessage() for record in caplog.records if expected in record.getMessage()]
+
+
+def test_a_live_query_after_a_refused_setting_still_starts(
+    cell: Cell, shell: InteractiveShell, seeded: AppCredentials
+) -> None:
+    cell("%config InstantMagic.render_interval = -1")
+    live = cell.ok("%instant --live goals")
+    try:
+        assert len(live.wait_for(timeout=10)) == 6
+    finally:
+        live.stop()
+
+
+def test_an_unexpected_failure_starting_a_live_query_is_short(
+    cell: Cell, seeded: AppCredentials, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("the portal could not take it")
+
+    monkeypatch.setattr("instantdb_notebook.magics.live_query", broken)
+    monkeypatch.setattr("instantdb_notebook.magics.read_stream", broken)
+    for line, what in [
+        ("%instant --live goals", "the live query"),
+        ("%instant --stream-client story", "the stream"),
+    ]:
+        result, output = cell(line)
+        assert isinstance(result.error_in_exec, InstantMagicError)
+        assert output.strip() == (
+            f"LiveStartError: could not start {what}: ValueError: the portal could not take it"
+        )
+
+
 def test_settings_load_from_pyproject(
     shell: InteractiveShell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -489,6 +805,21 @@ def test_settings_load_from_pyproject(
     assert magic.load_project_config(tmp_path / "sub") == tmp_path / "pyproject.toml"
     assert magic.displaylimit == 5
     assert "no setting 'autolimt' (did you mean autolimit?)" in capsys.readouterr().out
+
+
+def test_a_bad_value_in_pyproject_is_reported_and_the_rest_applied(
+    shell: InteractiveShell, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.instantdb.magic]\npage_size = 0\ndisplaylimit = 9\n", encoding="utf-8"
+    )
+    magic = magic_of(shell)
+    assert magic is not None
+    magic.load_project_config(tmp_path)
+    assert (magic.page_size, magic.displaylimit) == (500, 9)
+    printed = capsys.readouterr().out
+    assert "[tool.instantdb.magic] page_size is not used: InstantMagic.page_size must be" in printed
+    assert "Traceback" not in printed
 
 
 # -- completion ---------------------------------------------------------------------------------
