@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from instantdb import InstantError
+
 from ._redact import looks_like_token, redact, remember, shown, token_refused
 
 if TYPE_CHECKING:
@@ -49,7 +51,7 @@ NO_TOKEN_ORIGIN = "no admin token"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-class ConnectionSetupError(Exception):
+class ConnectionSetupError(InstantError):
     """A connection could not be made or found; the message says what to do."""
 
 

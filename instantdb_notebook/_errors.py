@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from instantdb import InstantValueError
 
-class FrameError(ValueError):
+
+class FrameError(InstantValueError):
     """A query result could not be turned into a frame; the message says what to change."""
 
 

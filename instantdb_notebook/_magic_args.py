@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+from instantdb import InstantError
+
 from ._redact import looks_like_token, redact, shown, token_refused
 
 __all__ = [
@@ -43,7 +45,7 @@ __all__ = [
 ]
 
 
-class MagicUsageError(Exception):
+class MagicUsageError(InstantError):
     """A mistake in a ``%instant`` line; the message says what to write instead."""
 
 

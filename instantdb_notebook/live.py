@@ -32,6 +32,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast
 
+from instantdb import InstantError
+
 from ._cells import cell_handles
 from ._connections import ClientSpec
 from ._results import Frames, frames_of
@@ -368,7 +370,7 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-class LiveEndedError(RuntimeError):
+class LiveEndedError(InstantError, RuntimeError):
     """The live query or stream ended before what was waited for happened."""
 
 

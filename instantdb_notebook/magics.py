@@ -83,7 +83,7 @@ __all__ = [
 _PAGING_KEYS = ("limit", "offset", "first", "last", "before", "after")
 
 
-class InstantMagicError(Exception):
+class InstantMagicError(InstantError):
     """A ``%instant`` command failed; IPython shows `lines` instead of a traceback."""
 
     def __init__(self, lines: list[str]) -> None:
@@ -547,7 +547,7 @@ class InstantMagic(Magics):
         return found
 
 
-class CellCodeError(Exception):
+class CellCodeError(InstantError):
     """The query, chunks or rule params expression of a cell raised (see ``__cause__``).
 
     When the original exception's message would repeat something token-shaped the user

@@ -29,6 +29,8 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Generic, TypeVar
 
+from instantdb import InstantError
+
 __all__ = ["Portal", "PortalClosedError", "PortalFuture", "get_portal"]
 
 logger = logging.getLogger("instantdb_notebook")
@@ -40,7 +42,7 @@ _CLOSE_TIMEOUT_SECONDS = 5.0
 _LAST_CHANCE_SECONDS = 1.0
 
 
-class PortalClosedError(RuntimeError):
+class PortalClosedError(InstantError, RuntimeError):
     """Work was handed to a portal that has been closed."""
 
 

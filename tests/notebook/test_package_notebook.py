@@ -71,3 +71,28 @@ def test_client_spec_repr_and_description_show_no_token() -> None:
     for text in (repr(spec), repr(user), spec.describe(), user.describe()):
         assert "s3cr3t" not in text
     assert user.describe() == "app app-1 at http://127.0.0.1:1 as the user of a refresh token"
+
+
+def test_every_exception_the_notebook_layer_defines_is_an_instant_error() -> None:
+    # One `except InstantError` catches every failure of the SDK and the notebook layer.
+    import importlib
+    import inspect
+    import pkgutil
+
+    from instantdb import InstantError
+
+    modules = [
+        importlib.import_module(f"instantdb_notebook.{info.name}")
+        for info in pkgutil.iter_modules(instantdb_notebook.__path__)
+    ]
+    exceptions = {
+        cls
+        for module in modules
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, Exception)
+        and not issubclass(cls, Warning)
+        and cls.__module__.startswith("instantdb_notebook")
+    }
+    assert len(exceptions) >= 8, exceptions  # the walk found the layer's errors
+    outside = sorted(cls.__qualname__ for cls in exceptions if not issubclass(cls, InstantError))
+    assert outside == []
