@@ -154,8 +154,10 @@ def fetch_payloads(
 ) -> dict[str, Any]:
     """Fetch a validated delivery's records: ``{"data": [record, ...], "idempotencyKey"}``.
 
-    The token is sent only if ``payloadUrl`` is on ``api_uri``'s scheme, host and port;
-    anything else raises `instantdb.InstantValueError` before any request.
+    The token is sent only if ``payloadUrl`` is on ``api_uri``'s scheme, host and port
+    (``localhost``, ``127.x.y.z`` and ``[::1]`` count as one host), and then to
+    ``api_uri``'s host; anything else raises `instantdb.InstantValueError` before any
+    request.
     """
     sender = _Sender(api_uri, http_client, timeout)
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import inspect
+import ipaddress
 import json
 import math
 import re
@@ -62,6 +63,7 @@ __all__ = [
     "payload_request",
     "read_signed_delivery",
     "resend_event_call",
+    "same_payload_origin",
     "update_call",
     "verify_signature",
     "webhook_body",
@@ -753,33 +755,133 @@ def origin_of(url: str) -> str:
 
 
 def payload_request(api_uri: str, body: object) -> Request:
-    """``GET <payloadUrl>`` with the delivery's token, only to the configured API host.
+    """``GET <payloadUrl>`` with the delivery's token, only to the configured API server.
 
-    The token lets anyone read the event's records for an hour, so it is never sent to
-    a host other than the one in ``api_uri`` (scheme, host and port must match).
+    The token lets anyone read the event's records for an hour, so it is only sent when
+    ``payloadUrl`` has the origin of ``api_uri`` (see `same_payload_origin`), and then to
+    ``api_uri``'s own origin: the host this client was told to trust, not whatever name
+    the body spells.
     """
     checked = checked_webhook_body(body)
     url, token = checked["payloadUrl"], checked["token"]
     parts = urlsplit(url)
-    if parts.username is not None or parts.password is not None:
-        raise InstantValueError("the webhook's payloadUrl must not carry credentials")
-    expected = origin_of(api_uri)
-    if parts.scheme.lower() not in ("http", "https") or origin_of(url) != expected:
+    if parts.scheme.lower() not in ("http", "https"):
         raise InstantValueError(
-            f"refusing to send the webhook token to {origin_of(url) or short_repr(url)}: "
-            f"payloadUrl must be on the Instant API this client uses ({expected}). Was the "
-            "body validated with validate() against the same api_uri?"
+            f"refusing to send the webhook token to {short_repr(url)}: payloadUrl must be "
+            "an http(s) URL on the client's Instant server, as Instant sends it"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise InstantValueError(
+            "refusing to send the webhook token: payloadUrl carries a user name or "
+            "password (text before '@'), which Instant never sends; the body was not "
+            "Instant's as it was signed"
+        )
+    mine, theirs = _origin_parts(url), _origin_parts(api_uri)
+    if mine is None:
+        raise InstantValueError(
+            f"refusing to send the webhook token to {short_repr(url)}: payloadUrl has no "
+            "valid host or port, so it is not a URL Instant sends"
+        )
+    if theirs is None:
+        raise InstantValueError(
+            f"api_uri {short_repr(api_uri)} has no valid host or port; set it to your "
+            "Instant server's URL, such as 'https://api.instantdb.com'"
+        )
+    if not same_payload_origin(url, api_uri):
+        found, expected = origin_of(url), origin_of(api_uri)
+        raise InstantValueError(
+            f"refusing to send the webhook token to {found}: payloadUrl's origin differs "
+            f"from the origin of this client's api_uri ({expected}) in "
+            f"{_origin_difference(mine, theirs)}. The token is only ever sent to the "
+            f"client's own Instant server; if {found} really is your Instant server, "
+            f"construct the client (or call fetch_payloads) with api_uri={found!r}."
         )
     headers = {
         "accept": "application/json",
         "authorization": f"Bearer {token}",
         "user-agent": USER_AGENT,
     }
-    base = api_uri.rstrip("/")
-    if url.startswith(base + "/"):
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    prefix = urlsplit(api_uri).path.rstrip("/")
+    if target.startswith(prefix + "/"):
         # A path under the base URL: sent like every other API request.
-        return Request(method="GET", path=url[len(base) :], headers=headers, secrets=(token,))
-    return Request(method="GET", path="", url=url, headers=headers, secrets=(token,))
+        return Request(method="GET", path=target[len(prefix) :], headers=headers, secrets=(token,))
+    return Request(
+        method="GET", path="", url=origin_of(api_uri) + target, headers=headers, secrets=(token,)
+    )
+
+
+def same_payload_origin(url: str, api_uri: str) -> bool:
+    """Whether ``url`` is on the Instant server at ``api_uri``: same scheme, host and port.
+
+    Loopback names are one host here: ``localhost``, ``127.x.y.z`` and ``[::1]`` with the
+    same scheme and port count as the same origin. A local server names itself by the
+    address it is bound to (``http://127.0.0.1:8888``) while clients often say
+    ``http://localhost:8888``; a token sent to any of these names stays on this machine,
+    on the same port, and is sent to ``api_uri``'s own name anyway. Every other host
+    must match exactly: ``localhost.example.com`` or ``127.0.0.1.nip.io`` are other
+    machines.
+    """
+    mine, theirs = _origin_parts(url), _origin_parts(api_uri)
+    if mine is None or theirs is None:
+        return False
+    if mine == theirs:
+        return True
+    (scheme, host, port), (api_scheme, api_host, api_port) = mine, theirs
+    return (
+        scheme == api_scheme and port == api_port and _is_loopback(host) and _is_loopback(api_host)
+    )
+
+
+def _origin_parts(url: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` with the scheme's default port filled in, lowercased."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    default = {"http": 80, "https": 443}.get(scheme)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    if default is None or not host:
+        return None
+    return scheme, host, default if port is None else port
+
+
+def _is_loopback(host: str) -> bool:
+    # Only the canonical spellings: a resolver may read "127.1" or "2130706433" as
+    # 127.0.0.1, but nothing Instant sends looks like that.
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv4Address):
+        return address in _IPV4_LOOPBACK
+    return address == _IPV6_LOOPBACK
+
+
+_IPV4_LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+_IPV6_LOOPBACK = ipaddress.IPv6Address("::1")
+
+
+def _origin_difference(mine: tuple[str, str, int], theirs: tuple[str, str, int]) -> str:
+    """What differs between two origins, in words: ``"its port (8889, not 8888)"``."""
+    differences = [
+        f"{name} ({_shown(found)}, not {_shown(expected)})"
+        for name, found, expected in zip(("scheme", "host", "port"), mine, theirs, strict=True)
+        if found != expected
+        and not (name == "host" and _is_loopback(str(found)) and _is_loopback(str(expected)))
+    ]
+    if len(differences) > 1:
+        return "its " + ", ".join(differences[:-1]) + " and " + differences[-1]
+    return "its " + differences[0]
+
+
+def _shown(part: object) -> str:
+    text = str(part)
+    return f"[{text}]" if ":" in text else text
 
 
 def parse_payload(body: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,20 +11,34 @@ Statuses and retries follow the real server (live protocol §3.5): 2xx -> ``succ
 410 -> ``failed`` and the webhook is disabled; the 11th attempt -> ``failed``; anything
 else -> ``error`` with a retry after 1 min, 5 min, 30 min, 2 h, 5 h, 10 h, then 12 h
 (configurable, so tests can run it in milliseconds).
+
+An attempt has one deadline, `DeliverySettings.request_timeout` after it starts, for
+connecting, sending the request and reading the status line, the headers and the body
+(live protocol §3.3: one call may take 20 s in total). httpx's timeouts bound each socket
+operation, so a receiver trickling a byte at a time could hold an attempt for as long as
+it liked. Each attempt therefore runs on an httpcore connection pool of its own whose
+network backend gives every connect, TLS handshake, read and write only what is left of
+the attempt's time: no watchdog thread, nothing closed from another thread, and the
+deadline is met whether the receiver stalls in its status line, its headers or its body.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
+import socket
+import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cache
 from typing import Any
 
+import httpcore
 import httpx
 
 from .store import Event, WebhookStore
@@ -47,6 +61,7 @@ class DeliverySettings:
     (the last entry repeats)."""
     max_attempts: int = 11
     request_timeout: float = 20.0
+    """Seconds one attempt may take in all: connect, send, status line, headers, body."""
     concurrency: int = 4
     stuck_after: float = 60.0
 
@@ -91,49 +106,196 @@ def attempt_record(
     }
 
 
-def _error_type(exc: httpx.HTTPError) -> str:
-    if isinstance(exc, httpx.TimeoutException):
+class NameResolutionError(httpcore.ConnectError):
+    """The receiver's host name did not resolve (the attempt's ``error-type`` ``dns``)."""
+
+
+def _error_type(exc: Exception) -> str:
+    if isinstance(exc, httpcore.TimeoutException):
         return "timeout"
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, NameResolutionError):
+        return "dns"
+    if isinstance(exc, httpcore.ConnectError):
         text = str(exc).lower()
         if "name or service" in text or "nodename" in text or "getaddrinfo" in text:
             return "dns"
         if "ssl" in text or "certificate" in text:
             return "tls"
         return "connect"
-    if isinstance(exc, (httpx.ProtocolError, httpx.UnsupportedProtocol)):
+    if isinstance(exc, (httpcore.ProtocolError, httpcore.UnsupportedProtocol)):
         return "protocol"
-    if isinstance(exc, httpx.NetworkError):
+    if isinstance(exc, httpcore.NetworkError):
         return "network"
     return "unknown"
 
 
-def send(
-    client: httpx.Client, url: str, body: bytes, headers: dict[str, str], timeout: float
-) -> dict[str, Any]:
-    """POST one delivery; the attempt record says how it went (never raises for I/O)."""
+# What a failed attempt can raise; anything else is a bug, logged by the worker.
+_ATTEMPT_ERRORS = (
+    httpcore.TimeoutException,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    httpx.InvalidURL,
+)
+
+
+def send(url: str, body: bytes, headers: dict[str, str], timeout: float) -> dict[str, Any]:
+    """POST one delivery within ``timeout`` seconds in all; the attempt record says how it
+    went (never raises for I/O). No redirects are followed and no proxy is used."""
     started = datetime.now(timezone.utc)
     clock = time.monotonic()
+    deadline = AttemptDeadline(timeout)
     try:
-        with client.stream("POST", url, content=body, headers=headers, timeout=timeout) as response:
+        parsed = httpx.URL(url)
+        target = httpcore.URL(
+            scheme=parsed.raw_scheme, host=parsed.raw_host, port=parsed.port, target=parsed.raw_path
+        )
+        with (
+            httpcore.ConnectionPool(
+                ssl_context=_tls_context() if target.scheme == b"https" else None,
+                network_backend=DeadlineBackend(deadline),
+            ) as pool,
+            pool.stream(
+                "POST",
+                target,
+                headers=[*headers.items(), *_basic_auth(parsed)],
+                content=body,
+                extensions={
+                    "timeout": dict.fromkeys(("connect", "read", "write", "pool"), timeout)
+                },
+            ) as response,
+        ):
             # Only the start of the answer is kept; a huge body is not read.
             head = b""
-            for chunk in response.iter_bytes():
+            for chunk in response.iter_stream():
                 head += chunk
                 if len(head) >= _RESPONSE_TEXT_BYTES:
                     break
-            status = response.status_code
-    except httpx.HTTPError as exc:
+            status = response.status
+    except _ATTEMPT_ERRORS as exc:
+        error_type = _error_type(exc)
+        message = (
+            f"no complete answer within {timeout:g} s (connecting, sending the request "
+            "and reading the status, headers and body count together)"
+            if error_type == "timeout"
+            else str(exc) or type(exc).__name__
+        )
         return attempt_record(
             started,
             int((time.monotonic() - clock) * 1000),
-            error_type=_error_type(exc),
-            error_message=str(exc) or type(exc).__name__,
+            error_type=error_type,
+            error_message=message,
         )
     text = head[:_RESPONSE_TEXT_BYTES].decode("utf-8", errors="replace")
     return attempt_record(
         started, int((time.monotonic() - clock) * 1000), status_code=status, response_text=text
     )
+
+
+def _basic_auth(url: httpx.URL) -> list[tuple[str, str]]:
+    """The ``Authorization`` header of a URL with ``user:password@``, as httpx sends it: a
+    receiver may be protected that way."""
+    if not (url.username or url.password):
+        return []
+    pair = f"{url.username}:{url.password}".encode()
+    return [("Authorization", "Basic " + base64.b64encode(pair).decode("ascii"))]
+
+
+@cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA bundle takes milliseconds: once per process, and only for https.
+    return httpcore.default_ssl_context()
+
+
+class AttemptDeadline:
+    """The moment one attempt's time is up, on the monotonic clock."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._at = time.monotonic() + seconds
+
+    def left(self, timeout: float | None, expired: type[httpcore.TimeoutException]) -> float:
+        """How long the next I/O step may take: what is left, and at most ``timeout``.
+
+        Raises ``expired`` when nothing is left, so no step starts after the deadline.
+        """
+        remaining = self._at - time.monotonic()
+        if remaining <= 0:
+            raise expired(f"the attempt's {self.seconds:g} s are up")
+        return remaining if timeout is None else min(timeout, remaining)
+
+
+class DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's blocking sockets, with every step bounded by an `AttemptDeadline`.
+
+    Name resolution is the one step it cannot bound: ``getaddrinfo`` takes no timeout.
+    """
+
+    def __init__(self, deadline: AttemptDeadline) -> None:
+        self._deadline = deadline
+        self._sockets = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        # socket.create_connection would give each address of the host the whole
+        # timeout; resolving here gives each one only what is left of the attempt.
+        try:
+            addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise NameResolutionError(f"{host}: {exc}") from exc
+        failure = httpcore.ConnectError(f"{host} has no address to connect to")
+        for *_, address in addresses:
+            try:
+                stream = self._sockets.connect_tcp(
+                    str(address[0]),
+                    port,
+                    self._deadline.left(timeout, httpcore.ConnectTimeout),
+                    local_address,
+                    socket_options,
+                )
+            except httpcore.ConnectError as exc:
+                failure = exc
+                continue
+            return DeadlineStream(stream, self._deadline)
+        raise failure
+
+
+class DeadlineStream(httpcore.NetworkStream):
+    """A connection whose reads, writes and TLS handshake end by the attempt's deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream, deadline: AttemptDeadline) -> None:
+        self._stream = stream
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, self._deadline.left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        # A delivery is about a kilobyte: one socket send, bounded by what is left.
+        self._stream.write(buffer, self._deadline.left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        left = self._deadline.left(timeout, httpcore.ConnectTimeout)
+        return DeadlineStream(
+            self._stream.start_tls(ssl_context, server_hostname, left), self._deadline
+        )
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
 
 
 class DeliveryWorker:

@@ -122,7 +122,6 @@ class WebhookService:
         # The engines being watched, to flush their released outbox rows before an
         # app's webhooks change (see `_changing`).
         self._engines: weakref.WeakValueDictionary[str, AppEngine] = weakref.WeakValueDictionary()
-        self._client = httpx.Client(follow_redirects=False, trust_env=False)
         self._worker = DeliveryWorker(self.store, settings or DeliverySettings(), self.deliver)
         self._stopped = False
 
@@ -152,7 +151,6 @@ class WebhookService:
                 return
             self._stopped = True
         self._worker.stop()
-        self._client.close()
         self.store.close()
 
     # -- watching transactions ----------------------------------------------------------
@@ -483,7 +481,7 @@ class WebhookService:
             self.store.finish_attempt(event, attempt, "failed", None, self._clock())
             return
         body, headers = self.delivery(hook, event.isn, self._clock() / 1e9)
-        attempt = send(self._client, hook.url, body, headers, self.settings.request_timeout)
+        attempt = send(hook.url, body, headers, self.settings.request_timeout)
         earlier = len(event.attempts or ())
         status_code = attempt["status-code"]
         now = self._clock()

@@ -5,6 +5,7 @@ process_payload hand the right records to the handlers."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
@@ -60,6 +61,18 @@ class Client:
 @pytest.fixture(params=["sync", "async"])
 def client(request: pytest.FixtureRequest, server: LocalServer) -> Iterator[Client]:
     made = Client(request.param, server.create_app(title="e2e", schema=SCHEMA))
+    yield made
+    made.close()
+
+
+@pytest.fixture(params=["sync", "async"])
+def localhost_client(request: pytest.FixtureRequest, server: LocalServer) -> Iterator[Client]:
+    """A client that names the server ``localhost``; the server, bound to 127.0.0.1, puts
+    ``http://127.0.0.1:PORT`` in every payloadUrl."""
+    app = server.create_app(title="e2e localhost", schema=SCHEMA)
+    assert app.api_uri.startswith("http://127.0.0.1:")
+    named = dataclasses.replace(app, api_uri=app.api_uri.replace("127.0.0.1", "localhost"))
+    made = Client(request.param, named)
     yield made
     made.close()
 
@@ -187,3 +200,24 @@ def test_retries_resend_disable_and_410(client: Client, receiver: Receiver) -> N
     assert gone["disabledReason"] == "Endpoint returned 410 status code."
     assert client(manager, "delete", hook["id"])["id"] == hook["id"]
     assert client(manager, "list") == []
+
+
+def test_a_client_naming_the_server_localhost_fetches_payloads(
+    localhost_client: Client, receiver: Receiver
+) -> None:
+    client = localhost_client
+    client(
+        client.db.webhooks.manager,
+        "create",
+        url=receiver.url,
+        namespaces=["goals"],
+        actions=["create"],
+    )
+    goal = str(uuid.uuid4())
+    client.transact(client.db.tx.goals[goal].update({"title": "local"}))
+    (delivery,) = receiver.wait_for(1)
+    assert json.loads(delivery.body)["payloadUrl"].startswith("http://127.0.0.1:")
+    seen: list[Any] = []
+    payload = receive(client, delivery, {"goals": {"create": lambda r: seen.append(r["after"])}})
+    assert payload["idempotencyKey"] == delivery.headers["idempotency-key"]
+    assert seen == [{"id": goal, "title": "local"}]

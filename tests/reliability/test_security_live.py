@@ -346,8 +346,10 @@ def test_a_stream_is_bound_to_its_reconnect_token(server: LocalServer) -> None:
     "payload_url",
     [
         "https://evil.test/webhooks/payload/a/b/0/0/1",
-        "http://127.0.0.2:{port}/webhooks/payload/a/b/0/0/1",
+        "http://127.0.0.1.nip.io:{port}/webhooks/payload/a/b/0/0/1",
+        "http://localhost.evil.test:{port}/webhooks/payload/a/b/0/0/1",
         "http://127.0.0.1:{other}/webhooks/payload/a/b/0/0/1",
+        "http://127.0.0.2:{other}/webhooks/payload/a/b/0/0/1",
         "https://127.0.0.1:{port}/webhooks/payload/a/b/0/0/1",
         "http://127.0.0.1:{port}@evil.test/webhooks/payload/a/b/0/0/1",
         "//evil.test/webhooks/payload/a/b/0/0/1",
@@ -373,6 +375,26 @@ def test_a_payload_token_goes_only_to_the_api_host(payload_url: str) -> None:
             db.webhooks.fetch_payloads(body)
     assert sent == []  # refused before any request
     assert "t" * 40 not in str(caught.value)
+
+
+@pytest.mark.parametrize("alias", ["127.0.0.2", "localhost", "[::1]"])
+def test_a_loopback_alias_in_payload_url_still_sends_the_token_to_api_uri(alias: str) -> None:
+    # Loopback names of one port count as one origin (a local server writes 127.0.0.1
+    # where the client may say localhost), but the token goes to the host api_uri names,
+    # never to the one in the body: another process may hold 127.0.0.2:4321.
+    api_uri = "http://127.0.0.1:4321"
+    sent: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"data": [], "idempotencyKey": "k"})
+
+    body = {"payloadUrl": f"http://{alias}:4321/webhooks/payload/a/b/0/0/1", "token": "t" * 40}
+    with httpx.Client(transport=httpx.MockTransport(record)) as http:
+        receiving.fetch_payloads(body, api_uri=api_uri, http_client=http)
+    (request,) = sent
+    assert str(request.url) == f"{api_uri}/webhooks/payload/a/b/0/0/1"
+    assert request.headers["authorization"] == "Bearer " + "t" * 40
 
 
 def test_the_payload_route_takes_only_its_own_token(server: LocalServer) -> None:

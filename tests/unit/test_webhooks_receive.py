@@ -285,6 +285,111 @@ def test_fetch_payloads_refuses_other_hosts_before_sending(
     assert harness.api.requests == []
 
 
+PAYLOAD_PATH = PAYLOAD_URL.removeprefix(ORIGIN)
+
+
+@pytest.mark.parametrize(
+    ("api_uri", "payload_origin"),
+    [
+        ("http://localhost:8888", "http://127.0.0.1:8888"),
+        ("http://localhost:8888", "http://[::1]:8888"),
+        ("http://localhost:8888", "http://127.45.6.7:8888"),
+        ("http://127.0.0.1:8888", "http://localhost:8888"),
+        ("http://127.0.0.1:8888", "http://LOCALHOST:8888"),
+        ("http://[::1]:8888", "http://127.0.0.1:8888"),
+        ("https://localhost:8443", "https://127.0.0.1:8443"),
+        ("http://localhost", "http://127.0.0.1:80"),
+        ("https://api.example.test", "https://API.example.test:443"),
+    ],
+)
+def test_loopback_names_of_one_scheme_and_port_are_one_origin(
+    api_uri: str, payload_origin: str
+) -> None:
+    assert protocol.same_payload_origin(payload_origin + PAYLOAD_PATH, api_uri)
+    request = protocol.payload_request(
+        api_uri, {"payloadUrl": payload_origin + PAYLOAD_PATH, "token": JWT}
+    )
+    # Sent under api_uri (to the name the client trusts), never to the name in the body.
+    assert (request.url, request.path) == (None, PAYLOAD_PATH)
+
+
+@pytest.mark.parametrize(
+    "payload_origin",
+    [
+        "http://127.0.0.1:8889",  # another port
+        "http://[::1]:8889",
+        "https://127.0.0.1:8888",  # another scheme
+        "https://localhost:8888",
+        "http://localhost.evil.example:8888",  # names that only start like loopback
+        "http://127.0.0.1.nip.io:8888",
+        "http://localhost.:8888",
+        "http://127.1:8888",  # non-canonical spellings of 127.0.0.1
+        "http://2130706433:8888",
+        "http://0.0.0.0:8888",  # not loopback
+        "http://[::2]:8888",
+        "http://10.0.0.1:8888",
+        "http://evil.example:8888",
+    ],
+)
+def test_other_loopback_ports_schemes_and_lookalike_hosts_are_other_origins(
+    payload_origin: str,
+) -> None:
+    assert not protocol.same_payload_origin(payload_origin + PAYLOAD_PATH, ORIGIN)
+    with pytest.raises(InstantValueError, match="refusing to send the webhook token"):
+        protocol.payload_request(
+            ORIGIN, {"payloadUrl": payload_origin + PAYLOAD_PATH, "token": JWT}
+        )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://127.0.0.1:8888@evil.example{PAYLOAD_PATH}",
+        f"http://localhost:8888@evil.example:8888{PAYLOAD_PATH}",
+        f"http://user@localhost:8888{PAYLOAD_PATH}",
+    ],
+)
+def test_userinfo_in_payload_url_is_refused(url: str) -> None:
+    with pytest.raises(InstantValueError, match="user name or password") as caught:
+        protocol.payload_request(ORIGIN, {"payloadUrl": url, "token": JWT})
+    assert JWT not in str(caught.value)
+
+
+def test_a_loopback_alias_is_fetched_from_the_clients_own_host(harness: ClientHarness) -> None:
+    db = harness.make(api_uri=ORIGIN)
+    serve_jwks(harness.api)
+    body = {"payloadUrl": "http://127.0.0.1:8888" + PAYLOAD_PATH, "token": JWT}
+    assert harness.call(db.webhooks, "fetch_payloads", body) == PAYLOAD
+    request = harness.api.last
+    assert str(request.url) == PAYLOAD_URL
+    assert request.headers["authorization"] == f"Bearer {JWT}"
+
+
+def test_the_refusal_says_what_differs_and_what_to_do(harness: ClientHarness) -> None:
+    db = harness.make(api_uri=ORIGIN)
+    url = "http://127.0.0.1:8889" + PAYLOAD_PATH
+    with pytest.raises(InstantValueError) as caught:
+        harness.call(db.webhooks, "fetch_payloads", {"payloadUrl": url, "token": JWT})
+    message = str(caught.value)
+    assert "http://127.0.0.1:8889" in message
+    assert f"api_uri ({ORIGIN})" in message
+    assert "port (8889, not 8888)" in message
+    assert "host" not in message.split(" in its ")[1].split(".")[0]  # loopback names agree
+    assert "api_uri='http://127.0.0.1:8889'" in message
+    assert "validate" not in message
+    assert JWT not in message
+    assert harness.api.requests == []
+
+
+def test_the_refusal_names_every_part_that_differs() -> None:
+    with pytest.raises(InstantValueError) as caught:
+        protocol.payload_request(ORIGIN, {"payloadUrl": "https://evil.example/p", "token": JWT})
+    assert (
+        "scheme (https, not http), host (evil.example, not localhost) and port (443, not "
+        "8888)" in str(caught.value)
+    )
+
+
 def test_fetch_payloads_accepts_the_default_port_written_out(harness: ClientHarness) -> None:
     db = harness.make(api_uri="https://api.example.test")
     harness.api.queue(httpx.Response(200, json={"data": None, "idempotencyKey": "k"}))

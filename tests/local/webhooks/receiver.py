@@ -1,8 +1,10 @@
-"""A webhook receiver for tests: an HTTP server on 127.0.0.1 in a thread that records
-every POST and answers with scripted statuses (200 once the script runs out)."""
+"""Webhook receivers for tests, on 127.0.0.1 in threads: `Receiver` records every POST
+and answers with scripted statuses (200 once the script runs out); `TricklingReceiver`
+answers one byte at a time."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import deque
@@ -91,3 +93,101 @@ def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.02) ->
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(interval)
+
+
+class TricklingReceiver:
+    """A receiver on 127.0.0.1 that answers 200 one byte at a time, every ``interval``
+    seconds: the status line and headers (``part="head"``) or the body (``part="body"``).
+
+    A full answer takes ``len(answer) * interval`` seconds; ``sent`` counts the bytes
+    each connection got out before the sender hung up, and ``hung_up`` is set when one
+    did.
+    """
+
+    def __init__(self, part: str, *, interval: float = 0.05, padding: int = 200) -> None:
+        body = b"ok" * (padding // 2 if part == "body" else 1)
+        head = (
+            b"HTTP/1.1 200 OK\r\n"
+            + (b"x-slow: " + b"a" * padding + b"\r\n" if part == "head" else b"")
+            + b"content-length: %d\r\n\r\n" % len(body)
+        )
+        self.answer = head + body
+        self._slow_from = 0 if part == "head" else len(head)
+        self.interval = interval
+        self.connections = 0
+        self.sent: list[int] = []
+        self.hung_up = threading.Event()
+        self._stopping = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}/hook"
+
+    def _accept(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                connection, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.connections += 1
+            thread = threading.Thread(target=self._answer, args=(connection,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        connection.settimeout(5)
+        sent = 0
+        hung_up = False
+        with connection:
+            try:
+                _read_request(connection)
+                connection.sendall(self.answer[: self._slow_from])
+                sent = self._slow_from
+                for byte in self.answer[self._slow_from :]:
+                    if self._stopping.wait(self.interval):
+                        break
+                    connection.sendall(bytes([byte]))
+                    sent += 1
+            except OSError:
+                hung_up = True
+        self.sent.append(sent)
+        if hung_up:
+            self.hung_up.set()
+
+    def __enter__(self) -> TricklingReceiver:
+        thread = threading.Thread(target=self._accept, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stopping.set()
+        self._listener.close()
+        for thread in self._threads:
+            thread.join(5)
+
+
+def _read_request(connection: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(4096)
+        if not chunk:
+            raise ConnectionError("the sender closed before its request was complete")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = connection.recv(4096)
+        if not chunk:
+            raise ConnectionError("the sender closed before its body was complete")
+        body += chunk
+    return head + b"\r\n\r\n" + body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import uuid
@@ -21,6 +22,7 @@ from instantdb_local.webhooks import (
     WebhookService,
     service_for,
 )
+from instantdb_local.webhooks.delivery import send
 from instantdb_local.webhooks.isn import parse_isn
 from instantdb_local.webhooks.records import payload_key
 from instantdb_local.webhooks.service import settings_from_environment
@@ -111,6 +113,17 @@ def test_an_unreachable_receiver_records_a_connect_error(
     assert attempt["success?"] is False
     assert attempt["status-code"] is None
     assert attempt["error-type"] == "connect"
+
+
+def test_a_receiver_url_with_credentials_gets_them_as_basic_auth(receiver: Receiver) -> None:
+    url = receiver.url.replace("http://", "http://hook%20user:p%40ss@")
+    attempt = send(url, b"{}", {"Content-Type": "application/json"}, 5.0)
+    assert attempt["status-code"] == 200
+    (delivery,) = receiver.wait_for(1)
+    assert delivery.headers["authorization"] == "Basic " + base64.b64encode(
+        b"hook user:p@ss"
+    ).decode("ascii")
+    assert delivery.path == "/hook"
 
 
 def test_gives_up_after_max_attempts(
