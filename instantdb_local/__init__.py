@@ -17,7 +17,13 @@ __all__ = ["AppCredentials", "LocalServer"]
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from instantdb_local import server
+        try:
+            from instantdb_local import server
+        except ModuleNotFoundError as exc:
+            if exc.name is None or exc.name.split(".")[0] == "instantdb_local":
+                raise
+            from instantdb_local.errors import MissingExtraError
 
+            raise MissingExtraError(f"instantdb_local.{name}", exc.name) from exc
         return getattr(server, name)
     raise AttributeError(f"module 'instantdb_local' has no attribute {name!r}")

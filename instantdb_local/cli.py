@@ -12,6 +12,7 @@ credentials with ``eval "$(instantdb-local env)"``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 
+from instantdb_local.errors import LocalServerError, missing_extra_message
 from instantdb_local.instance import (
     DEFAULT_DATA_DIR,
     DEFAULT_EPHEMERAL_TTL,
@@ -39,8 +41,8 @@ _BANNER = """\
 instantdb-local: serving app {app_id} at {api_uri}
   data:     {data_dir}
   project:  {project}
-  Local only: magic-code emails are not sent, and routes not yet implemented
-  (storage, rooms, subscriptions, streams, webhooks) answer 501 unsupported.
+  Local only: magic-code emails are not sent. Not implemented, answering 501 unsupported:
+{unsupported}
   See docs/local-server.md. Stop with Ctrl-C.
 """
 
@@ -190,11 +192,17 @@ def _positive_days(text: str) -> timedelta:
 
 
 def _open_instance(
-    data: Path, project: Path | None, ephemeral_ttl: timedelta = DEFAULT_EPHEMERAL_TTL
+    data: Path,
+    project: Path | None,
+    ephemeral_ttl: timedelta = DEFAULT_EPHEMERAL_TTL,
+    *,
+    exclusive: bool = True,
 ) -> Instance:
     try:
-        return Instance.open(data, project_dir=project, ephemeral_ttl=ephemeral_ttl)
-    except (OSError, RuntimeError, ValueError) as exc:
+        return Instance.open(
+            data, project_dir=project, ephemeral_ttl=ephemeral_ttl, exclusive=exclusive
+        )
+    except (LocalServerError, OSError, RuntimeError, ValueError) as exc:
         raise CommandError(_describe(exc)) from exc
 
 
@@ -205,7 +213,45 @@ def _describe(exc: BaseException) -> str:
 # -- serve ----------------------------------------------------------------------------------
 
 
+def banner(app_id: str, uri: str, data_dir: Path, project: Path | None) -> str:
+    """What ``serve`` writes on stderr once it listens. The routes it lists as not
+    implemented come from the table of those routes, so the list cannot go stale."""
+    from instantdb_local.routes.unsupported import PENDING
+
+    by_feature: dict[str, list[str]] = {}
+    for methods, path, feature in PENDING:
+        by_feature.setdefault(feature, []).extend(f"{method} {path}" for method in methods)
+    unsupported = "\n".join(
+        f"    {feature}: {', '.join(routes)}" for feature, routes in by_feature.items()
+    )
+    return _BANNER.format(
+        app_id=app_id, api_uri=uri, data_dir=data_dir, project=project, unsupported=unsupported
+    )
+
+
+def _import_the_server(command: str) -> None:
+    """Import what serving needs, so a missing optional dependency is one clear line
+    before anything starts, not a traceback from deep inside."""
+    try:
+        import uvicorn  # noqa: F401
+
+        import instantdb_local.app
+        import instantdb_local.server  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] in ("instantdb", "instantdb_local"):
+            raise  # a broken install of this package, not a missing extra
+        raise CommandError(missing_extra_message(command, exc.name)) from None
+    # Rules are compiled with cel-python on first use; looked up, not imported (0.1 s).
+    try:
+        found = importlib.util.find_spec("celpy") is not None
+    except ImportError:
+        found = False
+    if not found:
+        raise CommandError(missing_extra_message(command, "celpy"))
+
+
 def _serve(args: argparse.Namespace) -> int:
+    _import_the_server("instantdb-local serve")
     from instantdb_local.app import create_app
     from instantdb_local.server import bind_socket, uvicorn_server
 
@@ -222,14 +268,7 @@ def _serve(args: argparse.Namespace) -> int:
         app = instance.default_app
         sys.stdout.write(_export_lines(app.id, app.admin_token, uri))
         sys.stdout.flush()
-        sys.stderr.write(
-            _BANNER.format(
-                app_id=app.id,
-                api_uri=uri,
-                data_dir=instance.data_dir,
-                project=instance.project_dir,
-            )
-        )
+        sys.stderr.write(banner(app.id, uri, instance.data_dir, instance.project_dir))
         if not is_loopback(args.host):
             sys.stderr.write(exposure_warning(args.host) + "\n")
         sys.stderr.flush()
@@ -254,7 +293,8 @@ def _env(args: argparse.Namespace) -> int:
             f"no local Instant data in {data}. Start a server first: "
             f"instantdb-local serve --data {data}"
         )
-    with _open_instance(data, None) as instance:
+    # Usually run next to the server on that directory: it reads, so it takes no lock.
+    with _open_instance(data, None, exclusive=False) as instance:
         app = instance.default_app
         uri = instance.last_api_uri() or api_uri(DEFAULT_HOST, DEFAULT_PORT)
         sys.stdout.write(_export_lines(app.id, app.admin_token, uri))
@@ -265,6 +305,7 @@ def _env(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    _import_the_server("instantdb-local run")
     from instantdb_local.server import LocalServer
 
     command = list(args.cmd)
@@ -282,7 +323,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     try:
         server.start()
-    except (OSError, RuntimeError, ValueError) as exc:
+    except (LocalServerError, OSError, RuntimeError, ValueError) as exc:
         raise CommandError(_describe(exc)) from exc
     try:
         env = {**os.environ, **server.env}
@@ -330,7 +371,9 @@ def _init(args: argparse.Namespace) -> int:
         )
     target.mkdir(parents=True, exist_ok=True)
     data: Path = args.data if args.data is not None else target / DEFAULT_DATA_DIR
-    with _open_instance(data, None) as instance:
+    # Only reads the credentials (making them if the directory is new), so it also works
+    # on the directory of a running server.
+    with _open_instance(data, None, exclusive=False) as instance:
         app = instance.default_app
         uri = instance.last_api_uri() or api_uri(DEFAULT_HOST, DEFAULT_PORT)
         data_dir = instance.data_dir

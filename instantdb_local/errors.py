@@ -1,19 +1,31 @@
-"""Errors the local server answers with, shaped like the real server's.
+"""Errors of the local server, in two families.
 
 Every failure a client can cause is a `ServerError`: the ASGI layer turns it into
 `{"type", "message", "hint"}` with the status code the real server uses for that type
 (see ``server-semantics.md`` section 2). Engine code raises these and never builds HTTP
-responses itself.
+responses itself. The constructors below produce the exact message formats clients and
+tests compare against, so prefer them to building a `ServerError` by hand.
 
-The constructors below produce the exact message formats clients and tests compare
-against, so prefer them to building a `ServerError` by hand.
+Failures of the server itself, raised to the code that runs it (`LocalServer`,
+`Instance.open`, the CLI), are `LocalServerError`s: a data directory another server
+holds, project files that cannot be applied, a missing optional dependency. Their
+message says what is wrong and what to do; the CLI prints it as one line.
+
+This module imports only the standard library: the pytest plugin and the CLI use it
+before the server's own dependencies are known to be installed.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
+
+# What installs the local server's dependencies (Starlette, uvicorn, cel-python).
+LOCAL_EXTRA_INSTALL = "pip install 'instantdb[local]'"
 
 # Types the real server answers with 400. Everything else that is typed answers 500,
 # except the two 429 types.
@@ -251,3 +263,99 @@ def ident_not_unique(etype: str, label: str) -> ServerError:
         f"`{label}` already exists on `{etype}`",
         {"record-type": "ident", "etype": etype, "label": label},
     )
+
+
+def number_out_of_range(literal: str) -> ServerError:
+    """A JSON number no double can hold (``1e400``): valid JSON, but it would become an
+    infinity that nothing downstream can store or answer with."""
+    shown = literal if len(literal) <= 40 else f"{literal[:24]}... ({len(literal)} characters)"
+    return ServerError(
+        "validation-failed",
+        f"Request body holds the number {shown}, which is out of range: JSON numbers must be "
+        "finite doubles (at most about 1.8e308 in magnitude). Send a smaller number, or a "
+        "string for a value that does not fit.",
+        {"data-type": "body", "number": shown},
+    )
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with whatever JSON cannot carry made into text: NaN and the infinities as
+    ``"NaN"``, ``"Infinity"``, ``"-Infinity"``, keys as strings, unknown objects as their
+    ``str``. For error bodies, which must always encode, whatever they echo."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if value is None or isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, Mapping):
+        return {_json_key(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return str(value)
+
+
+def _json_key(key: Any) -> str | int | float | bool | None:
+    if key is None or isinstance(key, (str, int, bool)):
+        return key
+    if isinstance(key, float):
+        return key if math.isfinite(key) else str(json_safe(key))
+    return str(key)
+
+
+# -- errors raised to the code that runs the server -----------------------------------------
+
+
+class LocalServerError(Exception):
+    """Base class of the errors the local server raises to the code that runs it (not
+    HTTP answers, which are `ServerError`)."""
+
+
+class DataDirInUseError(LocalServerError):
+    """Another server (another process, or another `LocalServer` in this one) has the
+    data directory open."""
+
+    def __init__(self, data_dir: Path, pid: int | None) -> None:
+        if pid == os.getpid():
+            holder = f"another local Instant server in this process (pid {pid})"
+        elif pid:
+            holder = f"another local Instant server (pid {pid})"
+        else:
+            holder = "another local Instant server"
+        super().__init__(
+            f"The data directory {data_dir} is in use by {holder}. Stop that server first, "
+            "or give this one another data directory (--data DIR, or LocalServer(data_dir=...)); "
+            "two servers on one directory would each keep their own live state."
+        )
+        self.data_dir = data_dir
+        self.pid = pid
+
+
+class ProjectFileError(LocalServerError):
+    """A project file (``instant.schema.*`` / ``instant.perms.*``) that cannot be applied
+    at start. The server does not start without the rules it was given, so a typo never
+    leaves the data open to everyone."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(
+            f"{problem.rstrip('.')}. Fix the project file and start the server again; it "
+            "does not start with schema or rules it could not apply."
+        )
+        self.problem = problem
+
+
+class MissingExtraError(LocalServerError, ModuleNotFoundError):
+    """An optional dependency of the local server is not installed. Still a
+    `ModuleNotFoundError`, so ``except ImportError`` keeps working."""
+
+    def __init__(self, what: str, module: str | None, *, alternative: str = "") -> None:
+        super().__init__(missing_extra_message(what, module, alternative=alternative), name=module)
+
+
+def missing_extra_message(what: str, module: str | None, *, alternative: str = "") -> str:
+    """One line: what needs the missing module, and the install command that brings it."""
+    # The distribution is named by its top-level package (starlette, not starlette.routing).
+    missing = f"the {module.split('.')[0]!r} package" if module else "a package"
+    message = (
+        f"{what} needs the local server's dependencies, and {missing} is not installed: "
+        f"{LOCAL_EXTRA_INSTALL}"
+    )
+    return f"{message}, {alternative}." if alternative else f"{message}."

@@ -3,6 +3,7 @@
 Layout (``.instant-local`` by default)::
 
     instance.sqlite3              apps and their admin tokens, the last address served (0600)
+    instance.lock                 locked by the server that has the directory open (its pid)
     apps/<app-id>/app.sqlite3     the default app's data
     ephemeral/<app-id>/...        apps made by POST /dash/apps/ephemeral; removed on expiry
 
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import blobs, errors, schema_files
-from ._disk import private_dir
+from ._disk import ExclusiveLock, LockHeldError, private_dir
 from .engine import AppEngine
 
 logger = logging.getLogger("instantdb_local")
@@ -42,12 +43,17 @@ DEFAULT_PORT = 8888
 DEFAULT_EPHEMERAL_TTL = timedelta(days=14)
 
 _REGISTRY_FILE = "instance.sqlite3"
+# Held (flock) by the server that has the directory open, with its pid inside.
+_LOCK_FILE = "instance.lock"
 _ENGINE_FILE = "app.sqlite3"
 # Project files are polled on requests, and at most this often, so editing
 # instant.perms.ts takes effect on the next request without a file watcher thread.
 _PROJECT_POLL_SECONDS = 1.0
 # Expired ephemeral apps are swept at start and then at most this often.
 _SWEEP_SECONDS = 60.0
+# What the default app runs with while its permissions file has never loaded: every
+# read and write that is not the admin's is refused (no rules would allow them all).
+LOCKED_RULES: dict[str, Any] = {"$default": {"allow": {"$default": "false"}}}
 _PROJECT_FILE_NAMES = (
     "instant.schema.ts",
     "instant.schema.json",
@@ -118,8 +124,10 @@ class Instance:
         ephemeral_ttl: timedelta,
         engine_factory: EngineFactory,
         clock: Callable[[], float],
+        lock: ExclusiveLock | None = None,
     ) -> None:
         # Use Instance.open(); this constructor only wires parts together.
+        self._data_lock = lock
         self.data_dir = data_dir
         self.project_dir = project_dir
         self.ephemeral_ttl = ephemeral_ttl
@@ -131,6 +139,9 @@ class Instance:
         self._engines: dict[str, AppEngine] = {}
         self._apps: dict[str, AppRecord] = {}
         self._project: _ProjectState | None = None
+        # Where the default app's rules come from: no permissions file ("none"), a file
+        # that loaded ("file"), or a file that never did, locking the app ("locked").
+        self._rules_source = "none"
         self._last_sweep = float("-inf")
         self._closed = False
         # Features that follow every engine (webhooks watch commits) hook in here.
@@ -149,8 +160,16 @@ class Instance:
         ephemeral_ttl: timedelta = DEFAULT_EPHEMERAL_TTL,
         engine_factory: EngineFactory | None = None,
         clock: Callable[[], float] = time.time,
+        exclusive: bool = True,
     ) -> Instance:
-        """Open (creating if needed) a data directory and its default app."""
+        """Open (creating if needed) a data directory and its default app.
+
+        A server opens it ``exclusive``: it takes the data dir's lock, and a second
+        server on the same directory (another process, or another instance in this one)
+        fails at once with `errors.DataDirInUseError`, since each would keep its own live
+        state and sweeps. ``exclusive=False`` only reads credentials next to a running
+        server (``instantdb-local env``): it takes no lock and sweeps nothing.
+        """
         if ephemeral_ttl <= timedelta(0):
             raise ValueError(f"ephemeral_ttl must be positive, got {ephemeral_ttl}")
         data = Path(data_dir).expanduser().resolve()
@@ -158,7 +177,19 @@ class Instance:
         if project is not None and not project.is_dir():
             raise FileNotFoundError(f"Project directory {project} is not a directory.")
         private_dir(data, parents=True)
-        registry = _open_registry(data / _REGISTRY_FILE)
+        lock = None
+        if exclusive:
+            lock = ExclusiveLock(data / _LOCK_FILE)
+            try:
+                lock.acquire()
+            except LockHeldError as held:
+                raise errors.DataDirInUseError(data, held.pid) from None
+        try:
+            registry = _open_registry(data / _REGISTRY_FILE)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         instance = cls(
             data,
             registry,
@@ -166,11 +197,13 @@ class Instance:
             ephemeral_ttl=ephemeral_ttl,
             engine_factory=engine_factory or AppEngine,
             clock=clock,
+            lock=lock,
         )
         try:
             instance._load_apps()
-            instance.sweep_expired()
-            instance.refresh_project(force=True)
+            if exclusive:
+                instance.sweep_expired()
+            instance._refresh_project(force=True, at_start=True)
         except BaseException:
             instance.close()
             raise
@@ -197,6 +230,9 @@ class Instance:
             except Exception:
                 logger.exception("Closing the engine of app %s failed", engine.app_id)
         self._registry.close()
+        # Last: another server may open the directory from here on.
+        if self._data_lock is not None:
+            self._data_lock.release()
 
     def on_engine_open(self, hook: Callable[[AppEngine], None]) -> None:
         """Call ``hook(engine)`` for every engine open now and every one opened later."""
@@ -332,10 +368,15 @@ class Instance:
     def refresh_project(self, *, force: bool = False) -> bool:
         """Apply the project's schema and rules to the default app if its files changed.
 
-        Polls file modification times at most once a second. A file that cannot be read
-        is logged with its location and the previous schema and rules stay in force.
-        Returns True when new files were applied.
+        Polls file modification times at most once a second. Returns True when new files
+        were applied. A file that cannot be applied is logged with its location: a schema
+        keeps the previous one in force, and so does a permissions file whose earlier
+        version loaded; one that never loaded locks the app (`LOCKED_RULES`), since no
+        rules at all would let everyone read and write everything.
         """
+        return self._refresh_project(force=force, at_start=False)
+
+    def _refresh_project(self, *, force: bool, at_start: bool) -> bool:
         if self.project_dir is None:
             return False
         now = self._clock()
@@ -351,43 +392,85 @@ class Instance:
             self._project = _ProjectState(signature, now)
             if unchanged:
                 return False
-            if not signature:
-                # No project files (any more). Rules only ever come from these files, so
-                # deleting them removes the rules; attributes, like on the real server,
-                # stay.
-                if state is not None and state.signature:
-                    self._engine_for(self.default_app).set_rules(None)
-                    logger.info("Project files removed; the default app has no rules now")
-                return False
-            return self._apply_project(self.project_dir)
+            return self._apply_project(self.project_dir, at_start=at_start)
         finally:
             self._project_lock.release()
 
-    def _apply_project(self, project_dir: Path) -> bool:
+    def _apply_project(self, project_dir: Path, *, at_start: bool) -> bool:
+        # The two files are read and applied independently, so a typo in one never
+        # holds back the other on a reload.
+        # At start a failure is raised, not logged: it is reported once, by the caller.
+        schema_problem = self._apply_schema_file(project_dir, log=not at_start)
+        perms_problem = self._apply_perms_file(project_dir, log=not at_start)
+        problems = [problem for problem in (schema_problem, perms_problem) if problem]
+        if problems and at_start:
+            # Starting without the rules the project asks for would serve the data open
+            # to everyone; refusing to start is the only safe answer.
+            raise errors.ProjectFileError("Cannot apply the project files: " + "; ".join(problems))
+        return not problems and bool(self._project and self._project.signature)
+
+    def _apply_schema_file(self, project_dir: Path, *, log: bool) -> str | None:
+        """Apply the schema file if there is one; what went wrong, or None."""
         try:
-            files = schema_files.load_project(project_dir)
+            loaded = schema_files.load_schema_file(project_dir)
         except schema_files.SchemaFileError as exc:
-            logger.error(
-                "Project files not applied; the previous schema and rules stay in force: %s",
-                exc,
-            )
-            return False
-        engine = self._engine_for(self.default_app)
+            problem = str(exc)
+        else:
+            if loaded is None:
+                return None
+            path, schema = loaded
+            try:
+                self._engine_for(self.default_app).apply_schema(schema)
+            except errors.ServerError as exc:
+                problem = f"{path}: {_rejection(exc)}"
+            else:
+                logger.info("Applied %s", path.name)
+                return None
+        if log:
+            logger.error("Schema not applied; the previous schema stays in force: %s", problem)
+        return problem
+
+    def _apply_perms_file(self, project_dir: Path, *, log: bool) -> str | None:
+        """Apply the permissions file, or what its absence or failure calls for; what
+        went wrong, or None."""
         try:
-            if files.schema is not None:
-                engine.apply_schema(files.schema)
-            engine.set_rules(files.rules)
-        except errors.ServerError as exc:
-            logger.error(
-                "Project files %s not fully applied: %s %s",
-                ", ".join(str(p) for p in files.sources) or str(project_dir),
-                exc.message,
-                exc.hint or "",
-            )
-            return False
-        if files.sources:
-            logger.info("Applied %s", ", ".join(p.name for p in files.sources))
-        return True
+            loaded = schema_files.load_perms_file(project_dir)
+        except schema_files.SchemaFileError as exc:
+            problem = str(exc)
+        else:
+            if loaded is None:
+                # Rules only ever come from this file, so deleting it removes them
+                # (attributes stay, as with the real server's push).
+                if self._rules_source != "none":
+                    self._engine_for(self.default_app).set_rules(None)
+                    self._rules_source = "none"
+                    logger.info("Permissions file removed; the default app has no rules now")
+                return None
+            path, rules = loaded
+            try:
+                self._engine_for(self.default_app).set_rules(rules)
+            except errors.ServerError as exc:
+                problem = f"{path}: {_rejection(exc)}"
+            else:
+                self._rules_source = "file"
+                logger.info("Applied %s", path.name)
+                return None
+        if self._rules_source == "file":
+            if log:
+                logger.error(
+                    "Permissions not applied; the rules last loaded stay in force: %s", problem
+                )
+        else:
+            self._engine_for(self.default_app).set_rules(LOCKED_RULES)
+            self._rules_source = "locked"
+            if log:
+                logger.error(
+                    "Permissions not applied, and no earlier version of the file loaded: the "
+                    "default app refuses every request not made with the admin token until "
+                    "the file loads. %s",
+                    problem,
+                )
+        return problem
 
     # -- internals ----------------------------------------------------------------------
 
@@ -504,6 +587,17 @@ def exposure_warning(host: str) -> str:
         f"WARNING: listening on {host}, reachable from other machines. The admin token is "
         "sent in clear over plain HTTP; bind 127.0.0.1 unless you mean it."
     )
+
+
+def _rejection(error: errors.ServerError) -> str:
+    """The engine's reason for refusing a project file, with the problems it lists."""
+    listed = [
+        str(problem.get("message"))
+        for problem in (error.hint or {}).get("errors") or []
+        if isinstance(problem, Mapping) and problem.get("message")
+    ]
+    details = "; ".join(text for text in listed if text not in error.message)
+    return f"{error.message} ({details})" if details else error.message
 
 
 def _same_secret(expected: str, given: str) -> bool:

@@ -100,11 +100,15 @@ def create_ephemeral_app(
 def _start_local_server() -> LocalServer:
     try:
         from instantdb_local.server import LocalServer
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    except ModuleNotFoundError as exc:
+        from instantdb_local.errors import missing_extra_message
+
         raise RuntimeError(
-            "The instant_server fixture needs the local server's dependencies: "
-            "pip install 'instantdb[local]', or set INSTANT_TEST_API_URI to use another "
-            f"Instant server ({exc})."
+            missing_extra_message(
+                "The instant_server fixture",
+                exc.name,
+                alternative=f"or set {API_URI_VARIABLE} to use another Instant server",
+            )
         ) from exc
     return LocalServer().start()
 

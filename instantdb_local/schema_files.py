@@ -43,6 +43,7 @@ from instantdb_local._ts import (
     parse_module,
     parse_value,
 )
+from instantdb_local.errors import LocalServerError
 
 SchemaDoc = dict[str, Any]
 RulesDoc = dict[str, Any]
@@ -58,7 +59,7 @@ _SYSTEM_NAMESPACES = frozenset({"$users", "$files", "$streams"})
 Position = tuple[int, int]
 
 
-class SchemaFileError(ValueError):
+class SchemaFileError(LocalServerError, ValueError):
     """A schema or permissions file that cannot be read, with its location."""
 
     def __init__(self, message: str, *, path: Path | None = None, line: int = 0, column: int = 0):
@@ -687,19 +688,38 @@ def _pick(directory: Path, ts_name: str, json_name: str) -> Path | None:
     return None
 
 
-def load_project(directory: Path) -> ProjectFiles:
+def _project_dir(directory: Path) -> Path:
     directory = Path(directory)
     if not directory.is_dir():
         raise SchemaFileError("no such directory", path=directory)
-    schema_file = _pick(directory, SCHEMA_TS, SCHEMA_JSON)
-    perms_file = _pick(directory, PERMS_TS, PERMS_JSON)
-    schema: SchemaDoc | None = None
-    rules: RulesDoc | None = None
-    if schema_file is not None:
-        reader = parse_schema_ts if schema_file.suffix == ".ts" else parse_schema_json
-        schema = reader(_read(schema_file), path=schema_file)
-    if perms_file is not None:
-        read_rules = parse_perms_ts if perms_file.suffix == ".ts" else parse_perms_json
-        rules = read_rules(_read(perms_file), path=perms_file)
-    sources = tuple(p for p in (schema_file, perms_file) if p is not None)
-    return ProjectFiles(schema, rules, sources)
+    return directory
+
+
+def load_schema_file(directory: Path) -> tuple[Path, SchemaDoc] | None:
+    """The project's schema file and what it holds, or None if it has none."""
+    schema_file = _pick(_project_dir(directory), SCHEMA_TS, SCHEMA_JSON)
+    if schema_file is None:
+        return None
+    reader = parse_schema_ts if schema_file.suffix == ".ts" else parse_schema_json
+    return schema_file, reader(_read(schema_file), path=schema_file)
+
+
+def load_perms_file(directory: Path) -> tuple[Path, RulesDoc] | None:
+    """The project's permissions file and its rules, or None if it has none."""
+    perms_file = _pick(_project_dir(directory), PERMS_TS, PERMS_JSON)
+    if perms_file is None:
+        return None
+    reader = parse_perms_ts if perms_file.suffix == ".ts" else parse_perms_json
+    return perms_file, reader(_read(perms_file), path=perms_file)
+
+
+def load_project(directory: Path) -> ProjectFiles:
+    """Both project files at once; the first that cannot be read raises."""
+    schema = load_schema_file(directory)
+    perms = load_perms_file(directory)
+    sources = tuple(loaded[0] for loaded in (schema, perms) if loaded is not None)
+    return ProjectFiles(
+        schema[1] if schema is not None else None,
+        perms[1] if perms is not None else None,
+        sources,
+    )

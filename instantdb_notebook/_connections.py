@@ -413,7 +413,8 @@ def attach_local_server(target: object) -> tuple[ClientSpec, str]:
         raise ConnectionSetupError(f"No local Instant data in {data}. {start_it}")
     from instantdb_local.instance import Instance
 
-    with Instance.open(data) as instance:
+    # Read next to the running server, so without taking the data dir's lock.
+    with Instance.open(data, exclusive=False) as instance:
         app = instance.default_app
         uri = instance.last_api_uri()
     if uri is None:

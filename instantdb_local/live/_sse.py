@@ -21,6 +21,8 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from instantdb_local import errors
+
 from ._wire import dumps
 
 RETRY = b"retry:500\n\n"
@@ -34,12 +36,20 @@ def encode_event(message: Mapping[str, Any]) -> bytes:
     JSON escapes every control character, so the payload never holds a raw newline
     and always fits one ``data:`` line. Text UTF-8 cannot carry (a lone surrogate a
     client sent, echoed back in an error) is sent as JSON ``\\u`` escapes instead.
+
+    Values JSON cannot carry at all (NaN, an infinity) are refused in data, whose type
+    must not change on the way, but sent as text in an ``error`` event: an error echoes
+    what it was given and must always reach the client.
     """
-    text = dumps(message)
     try:
-        payload = text.encode("utf-8")
+        payload = dumps(message).encode("utf-8")
     except UnicodeEncodeError:
         payload = json.dumps(message, separators=(",", ":"), allow_nan=False).encode("ascii")
+    except (TypeError, ValueError):
+        if message.get("op") != "error":
+            raise
+        safe = errors.json_safe(message)
+        payload = json.dumps(safe, separators=(",", ":"), allow_nan=False).encode("ascii")
     return b"data:" + payload + b"\n\n"
 
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
+import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -218,9 +220,22 @@ def error_response(error: ServerError) -> Response:
     """The real server's response for an error, plain text and route misses included."""
     if error.type is None:
         if error.status == 404:
-            return JSONResponse({"message": error.message}, status_code=404)
-        return PlainTextResponse(error.message, status_code=error.status)
-    return JSONResponse(error.body(), status_code=error.status)
+            return _error_json({"message": error.message}, error.status)
+        message = error.message.encode("utf-8", "backslashreplace")
+        return PlainTextResponse(message, status_code=error.status)
+    return _error_json(error.body(), error.status)
+
+
+def _error_json(body: Mapping[str, Any], status: int) -> Response:
+    # An error body echoes what the client sent (hint.input), and must encode whatever
+    # that holds: failing here would turn a 4xx into a 500 with no answer at all. The
+    # strict encoding is tried first so ordinary bodies are sent exactly as they are.
+    try:
+        return JSONResponse(body, status_code=status)
+    except (TypeError, ValueError):  # NaN, infinities, odd types, lone surrogates
+        logger.warning("An error body held values JSON cannot carry; they are sent as text")
+        text = json.dumps(errors.json_safe(body), separators=(",", ":"), allow_nan=False)
+        return Response(text, status_code=status, media_type="application/json")
 
 
 def unexpected_error_response(request: Request, exc: BaseException) -> Response:
@@ -260,15 +275,60 @@ def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class _OutOfRange(Exception):
+    """A number literal no double holds. Not a ValueError, so it is not taken for
+    malformed JSON: the literal is valid, only too large."""
+
+    def __init__(self, literal: str) -> None:
+        super().__init__(literal)
+        self.literal = literal
+
+
+# The largest finite double; an integer literal beyond it has no double to become.
+_MAX_DOUBLE = sys.float_info.max
+# Digits of the largest double's integer part: a literal with fewer is always in range.
+_MAX_DOUBLE_DIGITS = len(str(int(_MAX_DOUBLE)))
+
+
+def _finite_float(literal: str) -> float:
+    # 1e400 is valid JSON, but float() makes it an infinity, which no store, rule or
+    # answer can carry.
+    value = float(literal)
+    if math.isinf(value):
+        raise _OutOfRange(literal)
+    return value
+
+
+def _bounded_int(literal: str) -> int:
+    # Integers beyond the doubles' range would overflow wherever they become a number
+    # (storage, comparisons). Counting digits first also spares int() the quadratic
+    # work on a literal thousands of digits long.
+    digits = len(literal) - literal.startswith("-")
+    if digits > _MAX_DOUBLE_DIGITS:
+        raise _OutOfRange(literal)
+    value = int(literal)
+    if digits == _MAX_DOUBLE_DIGITS and abs(value) > _MAX_DOUBLE:
+        raise _OutOfRange(literal)
+    return value
+
+
 def parse_json_body(raw: bytes) -> JSONValue:
-    """The parsed body; None when empty. Malformed JSON raises the server's plain 400, and
-    JSON nested deeper than `MAX_JSON_DEPTH` a 400 that says so."""
+    """The parsed body; None when empty. Malformed JSON raises the server's plain 400,
+    JSON nested deeper than `MAX_JSON_DEPTH` and numbers beyond a double's range a 400
+    that says so."""
     if not raw.strip():
         return None
     try:
-        body = json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+        body = json.loads(
+            raw.decode("utf-8"),
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            parse_int=_bounded_int,
+        )
     except RecursionError:
         raise errors.body_too_deep(MAX_JSON_DEPTH) from None
+    except _OutOfRange as problem:
+        raise errors.number_out_of_range(problem.literal) from None
     except (UnicodeDecodeError, ValueError):
         raise errors.malformed_json() from None
     if _nested_deeper_than(body, MAX_JSON_DEPTH):

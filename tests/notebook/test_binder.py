@@ -153,7 +153,7 @@ def credentials_in(data: Path) -> dict[str, str]:
     """What ``instantdb-local env`` says about a data directory."""
     from instantdb_local.instance import Instance
 
-    with Instance.open(data) as instance:
+    with Instance.open(data, exclusive=False) as instance:  # as `env`: no lock
         app = instance.default_app
         return {
             "INSTANT_APP_ID": app.id,

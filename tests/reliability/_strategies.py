@@ -12,8 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+import json
 import math
+import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import strategies as st
@@ -22,7 +25,9 @@ __all__ = [
     "ENTITY_IDS",
     "FUZZ_RULES",
     "FUZZ_SCHEMA",
+    "OUT_OF_RANGE_NUMBERS",
     "header_sets",
+    "json_texts",
     "json_values",
     "python_values",
     "queries",
@@ -93,6 +98,51 @@ def json_values(max_leaves: int = 12) -> st.SearchStrategy[Any]:
         ),
         max_leaves=max_leaves,
     )
+
+
+# Valid JSON numbers no double holds: floats that overflow to infinity, and integers past
+# the largest double. Python values cannot carry them (float("1e400") is an infinity,
+# which json.dumps writes as the non-JSON `Infinity`), so they go in as text.
+OUT_OF_RANGE_NUMBERS = [
+    "1e400",
+    "-1e400",
+    "1e999",
+    "2E+308",
+    "1.8e308",
+    "-179.77e306",
+    "1" + "0" * 309,
+    "-" + "9" * 400 + ".5",
+    "9" * 5000,  # past Python's own int() digit limit too
+]
+
+# A JSON string (skipped) or a number token, in text json.dumps wrote.
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?')
+
+
+def with_numbers_out_of_range(draw: Callable[[st.SearchStrategy[Any]], Any], text: str) -> str:
+    """``text`` (JSON) with none, one or a few of its numbers, wherever they sit, replaced
+    by literals from `OUT_OF_RANGE_NUMBERS`. ``draw`` is a composite's ``draw`` or
+    ``data.draw``."""
+    numbers = [m.span() for m in _JSON_TOKEN.finditer(text) if not m.group().startswith('"')]
+    if not numbers:
+        return text
+    chosen = draw(st.sets(st.integers(0, len(numbers) - 1), max_size=2))
+    pieces, end = [], 0
+    for index in sorted(chosen):
+        start, stop = numbers[index]
+        pieces += [text[end:start], draw(st.sampled_from(OUT_OF_RANGE_NUMBERS))]
+        end = stop
+    return "".join([*pieces, text[end:]])
+
+
+def json_texts(values: st.SearchStrategy[Any], **dumps_options: Any) -> st.SearchStrategy[str]:
+    """The JSON text of ``values``, some of its numbers out of a double's range."""
+
+    @st.composite
+    def texts(draw: st.DrawFn) -> str:
+        return with_numbers_out_of_range(draw, json.dumps(draw(values), **dumps_options))
+
+    return texts()
 
 
 _operators = st.sampled_from(

@@ -15,7 +15,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -29,7 +29,12 @@ from instantdb import webhooks as receiving
 from instantdb_local import LocalServer
 from instantdb_local.instance import AppCredentials
 from instantdb_local.webhooks import service_for
-from tests.reliability._strategies import json_values, queries, request_bodies
+from tests.reliability._strategies import (
+    json_values,
+    queries,
+    request_bodies,
+    with_numbers_out_of_range,
+)
 
 OPS = [
     "add-query",
@@ -118,12 +123,19 @@ def _subscribe_bodies() -> st.SearchStrategy[Any]:
     return st.one_of(query_bodies, request_bodies(), json_values())
 
 
-@given(body=_subscribe_bodies(), raw=st.one_of(st.none(), st.binary(max_size=30)))
+@given(body=_subscribe_bodies(), raw=st.one_of(st.none(), st.binary(max_size=30)), data=st.data())
 def test_any_subscribe_query_body(
-    live_app: AppCredentials, server_errors: ErrorLog, body: Any, raw: bytes | None
+    live_app: AppCredentials,
+    server_errors: ErrorLog,
+    body: Any,
+    raw: bytes | None,
+    data: st.DataObject,
 ) -> None:
     before = len(server_errors.records)
-    content = raw if raw is not None else json.dumps(body).encode()
+    if raw is not None:
+        content = raw
+    else:
+        content = with_numbers_out_of_range(data.draw, json.dumps(body)).encode()
     with httpx.stream(
         "POST",
         live_app.api_uri + "/admin/subscribe-query",
@@ -225,12 +237,15 @@ class Session:
         except httpx.HTTPError:
             pass  # closed by the test
 
-    def push(self, messages: Any, **override: Any) -> httpx.Response:
+    def push(
+        self, messages: Any, *, edit: Callable[[str], str] = str, **override: Any
+    ) -> httpx.Response:
+        """Push ``messages``; ``edit`` may change the body's JSON text before it is sent."""
         body = {**self.ids, "messages": messages, **override}
         return httpx.post(
             self.creds.api_uri + "/admin/sse/push",
             params={"app_id": self.creds.app_id},
-            content=json.dumps(body, allow_nan=True).encode("utf-8", "surrogatepass"),
+            content=edit(json.dumps(body, allow_nan=True)).encode("utf-8", "surrogatepass"),
             headers={"content-type": "application/json"},
             timeout=WAIT,
         )
@@ -282,9 +297,13 @@ def _messages() -> st.SearchStrategy[Any]:
     return st.lists(st.one_of(message, json_values(2)), max_size=4)
 
 
-@given(messages=_messages(), top=st.sampled_from(["ok", "types", "bytes"]))
+@given(
+    messages=_messages(),
+    top=st.sampled_from(["ok", "types", "bytes", "numbers out of range"]),
+    data=st.data(),
+)
 def test_any_push_message(
-    session: Session, server_errors: ErrorLog, messages: Any, top: str
+    session: Session, server_errors: ErrorLog, messages: Any, top: str, data: st.DataObject
 ) -> None:
     before = len(server_errors.records)
     if top == "bytes":
@@ -298,6 +317,11 @@ def test_any_push_message(
     elif top == "types":
         # The envelope's own fields with the wrong types.
         response = session.push(messages, session_id=[1], sse_token={"t": 1})
+    elif top == "numbers out of range":
+        # 1e400 and its kind are valid JSON, anywhere in the messages or the envelope.
+        response = session.push(
+            messages, edit=lambda text: with_numbers_out_of_range(data.draw, text)
+        )
     else:
         response = session.push(messages)
     _check_status(response.status_code, response.text)
@@ -346,6 +370,7 @@ def _webhook_fields() -> st.SearchStrategy[dict[str, Any]]:
         st.sampled_from(["0/0/1", "0/0/FFFFFFFFFFFFFFFFFFFF", "../x", "0/-1/1"]),
         st.text(max_size=10),
     ),
+    data=st.data(),
 )
 def test_any_webhook_manager_request(
     live_app: AppCredentials,
@@ -356,16 +381,18 @@ def test_any_webhook_manager_request(
     body: dict[str, Any],
     webhook_id: str,
     isn: str,
+    data: st.DataObject,
 ) -> None:
     before = len(server_errors.records)
     target = real_webhook if webhook_id == "real" else webhook_id
     path = route.replace("{id}", quote(target, safe="") or "x").replace(
         "{isn}", quote(isn, safe="/") or "x"
     )
+    text = with_numbers_out_of_range(data.draw, json.dumps(body))
     response = httpx.request(
         method,
         f"{live_app.api_uri}/dash/apps/{live_app.app_id}/webhooks{path}",
-        content=json.dumps(body).encode("utf-8", "surrogatepass"),
+        content=text.encode("utf-8", "surrogatepass"),
         headers={"content-type": "application/json", **_admin(live_app)},
         timeout=WAIT,
     )

@@ -30,6 +30,7 @@ from instantdb_local import LocalServer
 from instantdb_local.instance import AppCredentials
 from instantdb_local.routes._plumbing import MAX_JSON_DEPTH
 from tests.reliability._clients import ClientRunner, entity_ids
+from tests.reliability._routes import RouteCase, route_cases
 
 SMALL_LIMIT = 64 * 1024
 DEPTH_ERROR = f"nested more than {MAX_JSON_DEPTH} levels deep"
@@ -250,6 +251,65 @@ def test_the_sdk_survives_a_deeply_nested_answer(status: int, clients: ClientRun
     assert caught.value.status == status
     if status == 200:
         assert "nested too deeply" in str(caught.value)
+
+
+# -- numbers beyond a double, over HTTP -----------------------------------------------------
+
+# Valid JSON that float() turns into an infinity (or an integer no double holds). These
+# answered 500 before (the engine's validation error echoed the infinity, and encoding
+# that error failed: "Out of range float values are not JSON compliant", or the huge
+# integer overflowed on its way to storage), except the where, which matched nothing.
+RANGE_ERROR = "out of range: JSON numbers must be finite doubles"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "literal"),
+    [
+        ("/admin/transact", _in_transaction("1e400"), "1e400"),
+        ("/admin/query", '{"query": {"goals": {"$": {"limit": 1e400}}}}', "1e400"),
+        ("/admin/transact", _in_transaction('{"w": [1, [1e999]]}'), "1e999"),
+        ("/admin/transact", _in_transaction("-" + "9" * 400), "-" + "9" * 23),
+        ("/admin/query", _in_query('{"$gt": 2e308}'), "2e308"),
+    ],
+    ids=["transact-value", "query-limit", "nested-in-a-value", "huge-integer", "where"],
+)
+def test_a_number_out_of_range_is_a_clear_400(
+    app: AppCredentials, path: str, body: str, literal: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="instantdb_local"):
+        response = _post(app, path, body)
+    assert response.status_code == 400, response.text[:300]
+    answer = response.json()
+    assert answer["type"] == "validation-failed"
+    assert RANGE_ERROR in answer["message"]
+    assert literal in answer["message"]
+    assert caplog.records == []
+    assert entity_ids(app, "goals") == []
+
+
+def _json_routes() -> list[RouteCase]:
+    # Every implemented route that takes a JSON body, read from the router: all POSTs
+    # but the 501 placeholders (uploads are PUT, their body is the file).
+    return [case for case in route_cases() if case.method == "POST" and not case.pending]
+
+
+@pytest.mark.parametrize("case", _json_routes(), ids=str)
+def test_every_json_route_refuses_a_number_out_of_range(
+    app: AppCredentials, case: RouteCase, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = '{"query": {"goals": {}}, "steps": [], "email": "a@b.co", "n": [1, -1e400]}'
+    with caplog.at_level(logging.WARNING, logger="instantdb_local"):
+        response = httpx.post(
+            app.api_uri + case.path(app.app_id),
+            params={"app_id": app.app_id},  # where /admin/sse/push reads it
+            content=body.encode(),
+            headers={"app-id": app.app_id, "authorization": f"Bearer {app.admin_token}"},
+            timeout=30,
+        )
+    assert response.status_code == 400, (str(case), response.text[:300])
+    assert RANGE_ERROR in response.json()["message"]
+    assert "-1e400" in response.json()["message"]
+    assert caplog.records == []
 
 
 # -- size ------------------------------------------------------------------------------

@@ -305,3 +305,216 @@ def test_run_honours_ephemeral_days(tmp_path, capfd):
     expires_ms = int(capfd.readouterr().out.strip())
     # Half a day after creation, which happened after before_ms.
     assert before_ms + 43_200_000 <= expires_ms <= time.time() * 1000 + 43_200_000
+
+
+# -- the banner ------------------------------------------------------------------------------
+
+
+def test_the_banner_lists_the_routes_that_answer_501_from_their_table(monkeypatch):
+    from instantdb_local.cli import banner
+    from instantdb_local.routes import unsupported
+
+    text = banner("app", "http://127.0.0.1:1", Path("/data"), None)
+    for methods, path, feature in unsupported.PENDING:
+        assert feature in text
+        for method in methods:
+            assert f"{method} {path}" in text
+    # Features that are implemented are not listed (the old banner said these were not).
+    for implemented in ("rooms", "subscriptions", "webhooks", "/admin/storage/upload"):
+        assert implemented not in text
+    # Derived from the table, so a route added to it (or removed) shows at once.
+    monkeypatch.setattr(
+        unsupported, "PENDING", [*unsupported.PENDING, (("PUT",), "/admin/new", "New thing")]
+    )
+    assert "New thing: PUT /admin/new" in banner("app", "u", Path("/data"), None)
+
+
+def _serve_command(data: Path, project: Path) -> list[str]:
+    return [
+        *(sys.executable, "-m", "instantdb_local", "serve", "--port", "0"),
+        *("--data", str(data), "--project", str(project)),
+    ]
+
+
+def _serve_stderr_until_listening(data: Path, project: Path) -> str:
+    process = subprocess.Popen(
+        _serve_command(data, project),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _read_lines(process.stdout, 3)
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=TIMEOUT)
+    return stderr
+
+
+def test_serve_shows_the_banner(tmp_path):
+    from instantdb_local.cli import banner
+
+    stderr = _serve_stderr_until_listening(tmp_path / "d", tmp_path)
+    not_implemented = banner("x", "x", Path("x"), None).split("501 unsupported:\n")[1]
+    assert not_implemented in stderr
+    assert "GET /admin/soft_deleted_attrs" in stderr
+
+
+# -- a missing [local] extra ----------------------------------------------------------------
+
+# Runs the CLI with one module made unimportable: a meta path finder that refuses it, as
+# an environment without the [local] extra would.
+WITHOUT_MODULE = """
+import sys
+
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name == sys.argv[1] or name.startswith(sys.argv[1] + "."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, Refuse())
+for loaded in [m for m in sys.modules if m == sys.argv[1] or m.startswith(sys.argv[1] + ".")]:
+    del sys.modules[loaded]
+if sys.argv[2] == "plugin":
+    from instantdb_local.pytest_plugin import _start_local_server
+    try:
+        _start_local_server()
+    except RuntimeError as exc:
+        print(exc)
+        sys.exit(3)
+from instantdb_local.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _without(module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_MODULE, module, *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+
+
+@pytest.mark.parametrize("module", ["starlette", "uvicorn", "celpy", "anyio"])
+@pytest.mark.parametrize("command", ["serve", "run"])
+def test_serve_and_run_without_the_local_extra_say_what_to_install(tmp_path, module, command):
+    args = [command, "--port", "0", "--data", str(tmp_path / "d"), "--project", str(tmp_path)]
+    if command == "run":
+        args += ["--", sys.executable, "-c", "pass"]
+    result = _without(module, *args)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert result.stderr == (
+        f"instantdb-local: error: instantdb-local {command} needs the local server's "
+        f"dependencies, and the {module!r} package is not installed: "
+        "pip install 'instantdb[local]'.\n"
+    )
+    assert not (tmp_path / "d").exists()  # refused before anything started
+
+
+def test_the_pytest_plugin_gives_the_same_hint():
+    result = _without("starlette", "plugin")
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == (
+        "The instant_server fixture needs the local server's dependencies, and the "
+        "'starlette' package is not installed: pip install 'instantdb[local]', or set "
+        "INSTANT_TEST_API_URI to use another Instant server.\n"
+    )
+
+
+def test_importing_local_server_without_the_extra_says_what_to_install():
+    code = (
+        "import sys\n"
+        "sys.modules['starlette'] = None\n"
+        "try:\n"
+        "    from instantdb_local import LocalServer\n"
+        "except ImportError as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert result.stdout == (
+        "MissingExtraError instantdb_local.LocalServer needs the local server's dependencies, "
+        "and the 'starlette' package is not installed: pip install 'instantdb[local]'.\n"
+    )
+
+
+# -- project files that cannot be applied ---------------------------------------------------
+
+
+def test_serve_with_a_broken_perms_file_exits_with_its_location(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "instant.perms.ts").write_text(
+        'export default {\n  goals: { allow: { view: "auth.id != null &&" } },\n};\n'
+    )
+    result = subprocess.run(
+        _serve_command(tmp_path / "d", project),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""  # no credentials: nothing is served
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(
+        f"instantdb-local: error: Cannot apply the project files: {project.resolve()}"
+        "/instant.perms.ts:2:27: Validation failed for rule: goals.allow.view: Syntax error"
+    )
+    assert "Fix the project file and start the server again" in lines[0]
+
+
+# -- one server per data directory ----------------------------------------------------------
+
+
+def test_a_second_server_on_a_data_dir_fails_and_a_killed_one_frees_it(tmp_path):
+    import signal
+
+    from instantdb_local import LocalServer
+    from instantdb_local.errors import DataDirInUseError
+
+    data = tmp_path / "data"
+    first = subprocess.Popen(
+        _serve_command(data, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        exports = _exports("".join(_read_lines(first.stdout, 3)))
+        # Another process: one clear line naming the directory and the server's pid.
+        second = subprocess.run(
+            _serve_command(data, tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+        )
+        assert second.returncode == 1
+        assert second.stdout == ""
+        assert second.stderr == (
+            f"instantdb-local: error: The data directory {data.resolve()} is in use by "
+            f"another local Instant server (pid {first.pid}). Stop that server first, or "
+            "give this one another data directory (--data DIR, or "
+            "LocalServer(data_dir=...)); two servers on one directory would each keep "
+            "their own live state.\n"
+        )
+        # This process, through LocalServer: the same error, raised.
+        with pytest.raises(DataDirInUseError) as caught:
+            LocalServer(data_dir=data).start()
+        assert caught.value.pid == first.pid
+        # `env` only reads: it works next to the running server.
+        assert _env_of(data) == exports
+        # SIGKILL gives the server no chance to clean up; the kernel drops its lock.
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=TIMEOUT)
+        with LocalServer(data_dir=data) as restarted:
+            assert restarted.app_id == exports["INSTANT_APP_ID"]
+    finally:
+        first.kill()
+        first.communicate(timeout=TIMEOUT)

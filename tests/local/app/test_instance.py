@@ -3,7 +3,10 @@ apps that expire, engines closed on shutdown."""
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -154,3 +157,74 @@ def test_a_corrupt_registry_is_reported_clearly(tmp_path):
 )
 def test_api_uri(host, uri):
     assert api_uri(host, 80) == uri
+
+
+# -- one server per data directory ----------------------------------------------------------
+
+
+def test_a_second_open_of_a_data_dir_fails_at_once_naming_it(tmp_path):
+    data = tmp_path / "data"
+    with Instance.open(data, engine_factory=FakeEngine):
+        with pytest.raises(errors.DataDirInUseError) as caught:
+            Instance.open(data, engine_factory=FakeEngine)
+        message = str(caught.value)
+        assert str(data.resolve()) in message
+        assert f"pid {os.getpid()}" in message
+        assert "in this process" in message
+        assert "Stop that server first" in message
+        assert caught.value.pid == os.getpid()
+        assert isinstance(caught.value, errors.LocalServerError)
+        # The lock file names the holder and is private.
+        assert (data / "instance.lock").read_text().strip() == str(os.getpid())
+        assert _mode(data / "instance.lock") == 0o600
+    # Closed, the directory is free again.
+    with Instance.open(data, engine_factory=FakeEngine) as again:
+        assert again.default_app is not None
+
+
+def test_a_failed_open_releases_the_lock(tmp_path):
+    data = tmp_path / "data"
+    with pytest.raises(FileNotFoundError):
+        Instance.open(data, project_dir=tmp_path / "missing", engine_factory=FakeEngine)
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "instant.perms.json").write_text("{")
+    with pytest.raises(errors.ProjectFileError):
+        Instance.open(data, project_dir=tmp_path / "project", engine_factory=FakeEngine)
+    Instance.open(data, engine_factory=FakeEngine).close()
+
+
+def test_a_reader_opens_next_to_the_server_without_the_lock(tmp_path):
+    # `instantdb-local env` reads credentials while the server runs.
+    data = tmp_path / "data"
+    clock = Clock()
+    with Instance.open(data, engine_factory=FakeEngine, clock=clock) as server:
+        expiring = server.create_ephemeral_app("e")
+        clock.now += 15 * 24 * 3600
+        with Instance.open(data, engine_factory=FakeEngine, clock=clock, exclusive=False) as reader:
+            assert reader.default_app == server.default_app
+            # Sweeping is the server's job: a reader leaves expired apps to it.
+            assert (data / "ephemeral" / expiring.id).is_dir()
+        with pytest.raises(errors.DataDirInUseError):
+            Instance.open(data, engine_factory=FakeEngine)
+
+
+def test_the_lock_module_imports_and_does_nothing_without_fcntl(tmp_path):
+    # Windows has no fcntl: importing the server must not break there, and the lock is
+    # then a no-op. Simulated in a child process.
+    code = (
+        "import contextlib, os, pathlib, sys\n"
+        "sys.modules['fcntl'] = None\n"
+        "sys.platform = 'win32'\n"
+        "from instantdb_local._disk import ExclusiveLock\n"
+        "lock = ExclusiveLock(pathlib.Path(sys.argv[1]))\n"
+        "lock.acquire(); ExclusiveLock(pathlib.Path(sys.argv[1])).acquire(); lock.release()\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "lock")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "ok\n"

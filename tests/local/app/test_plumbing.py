@@ -3,6 +3,7 @@ and the shapes of error responses (server-semantics section 0 and 2)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 
@@ -278,6 +279,96 @@ def test_non_json_values_are_malformed_json(client, admin_headers, raw):
     response = client.post("/admin/query", content=raw, headers=admin_headers)
     assert response.status_code == 400
     assert response.text == "Malformed JSON in request body."
+
+
+# Valid JSON numbers beyond a double's range: float() makes the first ones infinities,
+# the integers have no double at all.
+OUT_OF_RANGE = ["1e400", "-1e400", "1E+999", "1.8e308", "-2e308", "1" + "0" * 309, "-" + "9" * 400]
+
+
+@pytest.mark.parametrize("literal", OUT_OF_RANGE)
+@pytest.mark.parametrize(
+    "template",
+    [
+        '{"query": {"goals": {"$": {"limit": %s}}}}',
+        '{"query": {"goals": {"$": {"where": {"n": [1, {"deep": [%s]}]}}}}}',
+        "%s",
+    ],
+    ids=["option", "nested", "bare"],
+)
+def test_a_number_out_of_range_is_a_400_naming_it(client, admin_headers, template, literal):
+    body = (template % literal).encode()
+    response = client.post("/admin/query", content=body, headers=admin_headers)
+    assert response.status_code == 400
+    answer = response.json()
+    assert answer["type"] == "validation-failed"
+    assert "out of range: JSON numbers must be finite doubles" in answer["message"]
+    shown = answer["hint"]["number"]
+    assert shown in answer["message"]
+    assert answer["hint"]["data-type"] == "body"
+    if len(literal) <= 40:
+        assert shown == literal
+    else:  # a long literal is cut, with its length
+        assert shown.startswith(literal[:24])
+        assert f"({len(literal)} characters)" in shown
+
+
+@pytest.mark.parametrize(
+    "literal",
+    [
+        "1.7976931348623157e308",  # the largest double
+        "-1.7976931348623157e308",
+        "1e-400",  # underflows to 0.0, which is a double
+        "179769313486231570814527423731704356798070567525844996598917476803157260780028538"
+        "760589558632766878171540458953514382464234321326889464182768467546703537516986049"
+        "910576551282076245490090389328944075868508455133942304583236903222948165808559332"
+        "123348274797826204144723168738177180919299881250404026184124858368",  # its integer
+        "123456789012345678901234567890",
+    ],
+)
+def test_numbers_in_range_are_parsed_as_before(literal):
+    from instantdb_local.routes._plumbing import parse_json_body
+
+    assert parse_json_body(f'{{"n": [{literal}]}}'.encode()) == {"n": [json.loads(literal)]}
+
+
+def test_an_error_body_that_json_cannot_carry_is_still_answered(
+    client, admin_headers, fake_engine, caplog
+):
+    # Belt and braces: an engine error echoing an infinity (or a lone surrogate, or an
+    # object) is answered with those as text, never a 500.
+    from instantdb_local import errors
+
+    fake_engine.boom = errors.validation_failed(
+        "query",
+        {"limit": float("inf"), "low": float("-inf"), "nan": float("nan"), "s": "\ud800"},
+        [{"message": "The limit field must be a positive integer. Got Infinity."}],
+    )
+    fake_engine.boom.hint["odd"] = {("a", 1): {1, 2}, 2.5: object, float("inf"): None}
+    with caplog.at_level(logging.WARNING, logger="instantdb_local"):
+        response = _query(client, admin_headers)
+    assert response.status_code == 400
+    answer = response.json()
+    assert answer["type"] == "validation-failed"
+    assert answer["hint"]["input"] == {
+        "limit": "Infinity",
+        "low": "-Infinity",
+        "nan": "NaN",
+        "s": "\ud800",
+    }
+    assert answer["hint"]["odd"] == {"('a', 1)": "{1, 2}", "2.5": str(object), "Infinity": None}
+    assert "sent as text" in caplog.text
+
+
+def test_a_plain_text_error_that_utf8_cannot_carry_is_still_answered(
+    client, admin_headers, fake_engine
+):
+    from instantdb_local.errors import ServerError
+
+    fake_engine.boom = ServerError(None, "bad \udc80 text", status=400)
+    response = _query(client, admin_headers)
+    assert response.status_code == 400
+    assert response.text == "bad \\udc80 text"
 
 
 @pytest.mark.parametrize("body", [b"", b"[1, 2]", b'"text"', b"null"])

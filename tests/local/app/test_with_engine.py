@@ -15,6 +15,7 @@ import pytest
 
 from instantdb_local import LocalServer, schema_files
 from instantdb_local.cli import main
+from instantdb_local.errors import ProjectFileError
 
 pytest_plugins = ["pytester"]
 
@@ -109,6 +110,54 @@ def test_project_perms_reload_on_change_and_survive_a_bad_edit(tmp_path, caplog)
         assert "instant.perms.ts:" in caplog.text
         # The previous rules stay in force.
         assert _titles(_post(env, "/admin/query", query, **as_guest)) == ["closed", "open"]
+
+
+def test_a_perms_file_that_cannot_load_stops_the_start(tmp_path):
+    # It used to be logged and skipped: with no earlier rules, the app then ran with
+    # none, and a guest could read and write everything.
+    project = tmp_path / "project"
+    project.mkdir()
+    _touch_later(project / "instant.perms.ts", PERMS_TS.format(view='"auth.id != null &&"'), 1)
+    server = LocalServer(data_dir=tmp_path / "data", project_dir=project)
+    with pytest.raises(ProjectFileError) as caught:
+        server.start()
+    assert "instant.perms.ts:6:13:" in str(caught.value)
+    assert "Syntax error" in str(caught.value)
+    assert not server.running
+    # Fixed, the same data dir starts (the failed start released everything).
+    _touch_later(project / "instant.perms.ts", PERMS_TS.format(view='"auth.id != null"'), 2)
+    with LocalServer(data_dir=tmp_path / "data", project_dir=project) as started:
+        guest = _post(started.env, "/admin/query", {"query": {"goals": {}}}, **{"as-guest": "true"})
+        assert guest.json() == {"goals": []}
+
+
+def test_a_broken_perms_file_added_while_running_locks_out_everyone_but_the_admin(tmp_path, caplog):
+    project = tmp_path / "project"
+    project.mkdir()
+    as_guest = {"as-guest": "true"}
+    query = {"query": {"goals": {}}}
+    with LocalServer(project_dir=project) as server:
+        env = server.env
+        step = [["update", "goals", str(uuid.uuid4()), {"title": "open"}]]
+        # No permissions file: no rules, so a guest may write and read.
+        assert _post(env, "/admin/transact", {"steps": step}, **as_guest).status_code == 200
+        assert _titles(_post(env, "/admin/query", query, **as_guest)) == ["open"]
+
+        with caplog.at_level(logging.ERROR, logger="instantdb_local"):
+            _touch_later(project / "instant.perms.ts", PERMS_TS.format(view='"x &&"'), 1)
+            for _ in range(40):  # the poll runs at most once a second
+                if _titles(_post(env, "/admin/query", query, **as_guest)) == []:
+                    break
+                time.sleep(0.1)
+        assert _titles(_post(env, "/admin/query", query, **as_guest)) == []
+        assert "instant.perms.ts:6:13:" in caplog.text
+        assert "refuses every request not made with the admin token" in caplog.text
+        write = [["update", "goals", str(uuid.uuid4()), {"title": "guest"}]]
+        refused = _post(env, "/admin/transact", {"steps": write}, **as_guest)
+        assert refused.status_code == 400
+        assert refused.json()["type"] == "permission-denied"
+        # The admin is not locked out.
+        assert _titles(_post(env, "/admin/query", query)) == ["open"]
 
 
 def test_starter_schema_and_perms_are_in_the_supported_subset(tmp_path):

@@ -39,6 +39,24 @@ def test_non_finite_numbers_are_refused_rather_than_sent_as_invalid_json():
         encode_event({"op": "x", "n": float("nan")})
 
 
+def test_an_error_event_always_encodes_what_it_echoes():
+    # An error echoes the client's message; whatever that holds, the event goes out,
+    # with the values JSON cannot carry as text.
+    event = {
+        "op": "error",
+        "original-event": {"n": float("inf"), "m": float("-inf"), "s": "\ud800", "t": (1,)},
+        "hint": {"nan": float("nan")},
+    }
+    frame = encode_event(event)
+    assert frame.startswith(b"data:")
+    assert frame.endswith(b"\n\n")
+    assert json.loads(frame[len(b"data:") : -2]) == {
+        "op": "error",
+        "original-event": {"n": "Infinity", "m": "-Infinity", "s": "\ud800", "t": [1]},
+        "hint": {"nan": "NaN"},
+    }
+
+
 def test_the_outbox_keeps_order_flushes_on_close_and_times_out_to_a_keepalive():
     async def main() -> None:
         outbox = Outbox()
