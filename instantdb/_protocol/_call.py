@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
-from instantdb._errors import InstantError
+from instantdb._errors import InstantError, InstantValueError
 from instantdb._json import dumps
 from instantdb._retry import RetrySafety
 from instantdb._settings import ENV_ADMIN_TOKEN, Settings
@@ -121,6 +121,8 @@ def json_request(
     ``body`` must already be converted by `instantdb._json.to_json`. ``secrets`` are
     tokens in the params or body, beyond the client's own, to keep out of messages.
     """
+    for name, value in params:
+        _check_query_text(name, value)
     return Request(
         method=method,
         path=path,
@@ -129,6 +131,20 @@ def json_request(
         content=None if body is None else dumps(body),
         secrets=(*settings.secrets, *secrets),
     )
+
+
+def _check_query_text(name: str, value: str) -> None:
+    """Refuse text a URL cannot carry (a lone surrogate is not UTF-8) before any I/O; the
+    value itself is not shown, since some parameters are tokens."""
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        char = value[exc.start]
+        raise InstantValueError(
+            f"cannot send the {name!r} query parameter: it holds a lone surrogate "
+            f"({char!r}), which is not valid UTF-8. Fix how the text was decoded, e.g. "
+            "bytes.decode('utf-8', errors='replace')."
+        ) from None
 
 
 def standard_headers(settings: Settings) -> dict[str, str]:

@@ -365,6 +365,16 @@ def test_get_presence_checks_its_arguments(
     assert harness.api.requests == []
 
 
+def test_text_a_url_cannot_carry_is_refused_before_sending(harness: ClientHarness) -> None:
+    # A lone surrogate is not UTF-8: httpx would fail with a raw UnicodeEncodeError.
+    with pytest.raises(InstantValueError, match=r"'room-id' query parameter.*lone surrogate"):
+        harness.call(harness.make().rooms, "get_presence", "chat", "\ud800")
+    with pytest.raises(InstantValueError, match="'refresh_token' query parameter") as caught:
+        harness.call(harness.make().auth, "get_user", refresh_token="secret\udc80value")
+    assert "secret" not in str(caught.value)  # tokens travel in params: never shown
+    assert harness.api.requests == []
+
+
 def test_get_presence_needs_an_admin_token(harness: ClientHarness) -> None:
     db = harness.make(admin_token="").as_user(guest=True)
     with pytest.raises(InstantError, match=r"db\.rooms\.get_presence\(\) needs an admin token"):
