@@ -168,10 +168,21 @@ print(len(found["notes"]), len(on_portal["notes"]))
 """
 
 
+# nest-asyncio (or its fork nest_asyncio2) marks asyncio and every loop it patches with
+# _nest_patched.
+NOT_PATCHED = """
+import asyncio, sys
+print(sorted(name for name in sys.modules if name.startswith("nest_asyncio")))
+print(hasattr(asyncio, "_nest_patched") or hasattr(asyncio.get_event_loop(), "_nest_patched"))
+"""
+
+
 def test_a_cell_awaits_async_instant_at_top_level(server: LocalServer) -> None:
     with running_kernel(server.env) as kernel:
         kernel.run("from instantdb import Instant")
         assert kernel.run(AWAIT).stdout.split() == ["1", "1"]
+        # The portal thread ran async work; the kernel's own loop was never patched.
+        assert kernel.run(NOT_PATCHED).stdout.split("\n")[:2] == ["[]", "False"]
     with server.client() as db:
         assert [note["text"] for note in db.query({"notes": {}})["notes"]] == ["awaited"]
 
