@@ -28,13 +28,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from . import blobs, errors, schema_files
 from ._disk import ExclusiveLock, LockHeldError, private_dir
 from .engine import AppEngine
 
 logger = logging.getLogger("instantdb_local")
+# A project file's contents: a schema or a rules document.
+_Doc = TypeVar("_Doc")
 
 DEFAULT_DATA_DIR = Path(".instant-local")
 DEFAULT_HOST = "127.0.0.1"
@@ -411,57 +413,39 @@ class Instance:
 
     def _apply_schema_file(self, project_dir: Path, *, log: bool) -> str | None:
         """Apply the schema file if there is one; what went wrong, or None."""
-        try:
-            loaded = schema_files.load_schema_file(project_dir)
-        except schema_files.SchemaFileError as exc:
-            problem = str(exc)
-        else:
-            if loaded is None:
-                return None
-            path, schema = loaded
-            try:
-                self._engine_for(self.default_app).apply_schema(schema)
-            except errors.ServerError as exc:
-                problem = f"{path}: {_rejection(exc)}"
-            else:
-                logger.info("Applied %s", path.name)
-                return None
-        if log:
+        engine = self._engine_for(self.default_app)
+        _, problem = _apply_project_file(
+            project_dir, schema_files.load_schema_file, engine.apply_schema
+        )
+        if problem and log:
             logger.error("Schema not applied; the previous schema stays in force: %s", problem)
         return problem
 
     def _apply_perms_file(self, project_dir: Path, *, log: bool) -> str | None:
         """Apply the permissions file, or what its absence or failure calls for; what
         went wrong, or None."""
-        try:
-            loaded = schema_files.load_perms_file(project_dir)
-        except schema_files.SchemaFileError as exc:
-            problem = str(exc)
-        else:
-            if loaded is None:
-                # Rules only ever come from this file, so deleting it removes them
-                # (attributes stay, as with the real server's push).
-                if self._rules_source != "none":
-                    self._engine_for(self.default_app).set_rules(None)
-                    self._rules_source = "none"
-                    logger.info("Permissions file removed; the default app has no rules now")
-                return None
-            path, rules = loaded
-            try:
-                self._engine_for(self.default_app).set_rules(rules)
-            except errors.ServerError as exc:
-                problem = f"{path}: {_rejection(exc)}"
-            else:
-                self._rules_source = "file"
-                logger.info("Applied %s", path.name)
-                return None
+        engine = self._engine_for(self.default_app)
+        found, problem = _apply_project_file(
+            project_dir, schema_files.load_perms_file, engine.set_rules
+        )
+        if not found:
+            # Rules only ever come from this file, so deleting it removes them
+            # (attributes stay, as with the real server's push).
+            if self._rules_source != "none":
+                engine.set_rules(None)
+                self._rules_source = "none"
+                logger.info("Permissions file removed; the default app has no rules now")
+            return None
+        if problem is None:
+            self._rules_source = "file"
+            return None
         if self._rules_source == "file":
             if log:
                 logger.error(
                     "Permissions not applied; the rules last loaded stay in force: %s", problem
                 )
         else:
-            self._engine_for(self.default_app).set_rules(LOCKED_RULES)
+            engine.set_rules(LOCKED_RULES)
             self._rules_source = "locked"
             if log:
                 logger.error(
@@ -587,6 +571,28 @@ def exposure_warning(host: str) -> str:
         f"WARNING: listening on {host}, reachable from other machines. The admin token is "
         "sent in clear over plain HTTP; bind 127.0.0.1 unless you mean it."
     )
+
+
+def _apply_project_file(
+    project_dir: Path,
+    load: Callable[[Path], tuple[Path, _Doc] | None],
+    apply: Callable[[_Doc], object],
+) -> tuple[bool, str | None]:
+    """Read one project file and apply what it holds: whether the file exists, and what
+    went wrong (unreadable, or refused by the engine), or None."""
+    try:
+        loaded = load(project_dir)
+    except schema_files.SchemaFileError as exc:
+        return True, str(exc)
+    if loaded is None:
+        return False, None
+    path, document = loaded
+    try:
+        apply(document)
+    except errors.ServerError as exc:
+        return True, f"{path}: {_rejection(exc)}"
+    logger.info("Applied %s", path.name)
+    return True, None
 
 
 def _rejection(error: errors.ServerError) -> str:

@@ -28,7 +28,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from instantdb_local._ts import (
     ArrayLiteral,
@@ -695,22 +695,37 @@ def _project_dir(directory: Path) -> Path:
     return directory
 
 
+_Doc = TypeVar("_Doc", covariant=True)
+
+
+class _Reader(Protocol[_Doc]):
+    """A parser of one kind of project file (``parse_schema_ts``, ``parse_perms_json``, ...)."""
+
+    def __call__(self, text: str, *, path: Path | None = None) -> _Doc: ...
+
+
 def load_schema_file(directory: Path) -> tuple[Path, SchemaDoc] | None:
     """The project's schema file and what it holds, or None if it has none."""
-    schema_file = _pick(_project_dir(directory), SCHEMA_TS, SCHEMA_JSON)
-    if schema_file is None:
-        return None
-    reader = parse_schema_ts if schema_file.suffix == ".ts" else parse_schema_json
-    return schema_file, reader(_read(schema_file), path=schema_file)
+    return _load(directory, SCHEMA_TS, SCHEMA_JSON, parse_schema_ts, parse_schema_json)
 
 
 def load_perms_file(directory: Path) -> tuple[Path, RulesDoc] | None:
     """The project's permissions file and its rules, or None if it has none."""
-    perms_file = _pick(_project_dir(directory), PERMS_TS, PERMS_JSON)
-    if perms_file is None:
+    return _load(directory, PERMS_TS, PERMS_JSON, parse_perms_ts, parse_perms_json)
+
+
+def _load(
+    directory: Path,
+    ts_name: str,
+    json_name: str,
+    read_ts: _Reader[_Doc],
+    read_json: _Reader[_Doc],
+) -> tuple[Path, _Doc] | None:
+    found = _pick(_project_dir(directory), ts_name, json_name)
+    if found is None:
         return None
-    reader = parse_perms_ts if perms_file.suffix == ".ts" else parse_perms_json
-    return perms_file, reader(_read(perms_file), path=perms_file)
+    reader = read_ts if found.suffix == ".ts" else read_json
+    return found, reader(_read(found), path=found)
 
 
 def load_project(directory: Path) -> ProjectFiles:

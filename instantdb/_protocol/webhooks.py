@@ -787,7 +787,7 @@ def payload_request(api_uri: str, body: object) -> Request:
             f"api_uri {short_repr(api_uri)} has no valid host or port; set it to your "
             "Instant server's URL, such as 'https://api.instantdb.com'"
         )
-    if not same_payload_origin(url, api_uri):
+    if not _same_origin(mine, theirs):
         found, expected = origin_of(url), origin_of(api_uri)
         raise InstantValueError(
             f"refusing to send the webhook token to {found}: payloadUrl's origin differs "
@@ -823,8 +823,10 @@ def same_payload_origin(url: str, api_uri: str) -> bool:
     machines.
     """
     mine, theirs = _origin_parts(url), _origin_parts(api_uri)
-    if mine is None or theirs is None:
-        return False
+    return mine is not None and theirs is not None and _same_origin(mine, theirs)
+
+
+def _same_origin(mine: tuple[str, str, int], theirs: tuple[str, str, int]) -> bool:
     if mine == theirs:
         return True
     (scheme, host, port), (api_scheme, api_host, api_port) = mine, theirs
