@@ -376,13 +376,16 @@ def test_transact_line_and_cell(cell: Cell, env_app: AppCredentials) -> None:
     assert "--transact needs chunks" in output
 
 
+def bob_refresh_token(app: AppCredentials) -> str:
+    """A refresh token of bob@example.com, made with the app's admin token."""
+    with Instant(app_id=app.app_id, admin_token=app.admin_token, api_uri=app.api_uri) as db:
+        return db.auth.create_token(email="bob@example.com")
+
+
 def test_no_token_connects_for_users_only_and_says_which_options_work(
     cell: Cell, seeded: AppCredentials, clean_env: pytest.MonkeyPatch
 ) -> None:
-    with Instant(
-        app_id=seeded.app_id, admin_token=seeded.admin_token, api_uri=seeded.api_uri
-    ) as db:
-        refresh = db.auth.create_token(email="bob@example.com")
+    refresh = bob_refresh_token(seeded)
     clean_env.setenv("BOB_TOKEN", refresh)
     clean_env.delenv("INSTANT_APP_ADMIN_TOKEN")
     _, output = cell(f"%instant --connect {seeded.app_id} --no-token --alias users")
@@ -443,10 +446,7 @@ def test_out_and_connection_long_forms(
 def test_acting_as_a_user(
     cell: Cell, seeded: AppCredentials, clean_env: pytest.MonkeyPatch
 ) -> None:
-    with Instant(
-        app_id=seeded.app_id, admin_token=seeded.admin_token, api_uri=seeded.api_uri
-    ) as db:
-        refresh = db.auth.create_token(email="bob@example.com")
+    refresh = bob_refresh_token(seeded)
     assert "private" not in titles(cell.ok("%instant --guest goals"))
     assert "private" not in titles(cell.ok("%instant --as-email bob@example.com goals"))
     clean_env.setenv("BOB_TOKEN", refresh)

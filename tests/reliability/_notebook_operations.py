@@ -184,22 +184,10 @@ def _live_query(seen: Seen) -> None:
             widget = live.widget
             latest = live.wait_for(timeout=TIMEOUT)
             seen.value("LiveQuery.wait_for", latest)
-            for member in (
-                "latest",
-                "data",
-                "state",
-                "status",
-                "updates",
-                "last_change",
-                "error",
-                "running",
-            ):
-                seen.value(f"LiveQuery.{member}", getattr(live, member))
+            _scan_members(seen, "LiveQuery", live, ("latest", "data", *_LIVE_MEMBERS))
             assert isinstance(live.state, nb.LiveState)
             assert isinstance(widget, nb.LiveQueryWidget)
-            _on_portal(lambda: widget.render(live))
-            seen.value("LiveQueryWidget", widget)
-            seen.value("LiveQueryWidget.snapshot_html", widget.snapshot_html())
+            _scan_widget(seen, "LiveQueryWidget", widget, live)
             timeout = seen.failure(
                 "LiveQuery.wait_for that times out",
                 lambda: live.wait_for(lambda frame: False, timeout=0.2),
@@ -219,6 +207,21 @@ def _live_query(seen: Seen) -> None:
                 seen.scanner.error("LiveQuery.error", refused.error)
         finally:
             refused.stop()
+
+
+# What a live query and a live stream both show of themselves.
+_LIVE_MEMBERS = ("state", "status", "updates", "last_change", "error", "running")
+
+
+def _scan_members(seen: Seen, name: str, live: Any, members: tuple[str, ...]) -> None:
+    for member in members:
+        seen.value(f"{name}.{member}", getattr(live, member))
+
+
+def _scan_widget(seen: Seen, name: str, widget: Any, live: Any) -> None:
+    _on_portal(lambda: widget.render(live))
+    seen.value(name, widget)
+    seen.value(f"{name}.snapshot_html", widget.snapshot_html())
 
 
 def _on_portal(draw: Callable[[], None]) -> None:
@@ -259,22 +262,10 @@ def _streams(seen: Seen) -> None:
         try:
             widget = stream.widget
             seen.value("LiveStream.wait_for", stream.wait_for(timeout=TIMEOUT))
-            for member in (
-                "text",
-                "byte_offset",
-                "state",
-                "status",
-                "updates",
-                "last_change",
-                "error",
-                "running",
-            ):
-                seen.value(f"LiveStream.{member}", getattr(stream, member))
+            _scan_members(seen, "LiveStream", stream, ("text", "byte_offset", *_LIVE_MEMBERS))
             assert isinstance(stream.state, nb.StreamState)
             assert isinstance(widget, nb.StreamWidget)
-            _on_portal(lambda: widget.render(stream))
-            seen.value("StreamWidget", widget)
-            seen.value("StreamWidget.snapshot_html", widget.snapshot_html())
+            _scan_widget(seen, "StreamWidget", widget, stream)
         finally:
             stream.stop()
         seen.value("LiveStream.stop", stream)
